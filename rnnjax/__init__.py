@@ -1,0 +1,21 @@
+"""rnnjax: recurrent networks in JAX for research.
+
+>>> import jax, rnnjax as rj
+>>> cell = rj.LSTM(hidden_size=8)
+>>> params = cell.init(jax.random.key(0), input_size=3)
+>>> carry, ys = rj.unroll(cell, params, jax.numpy.ones((2, 5, 3)))
+>>> ys.shape
+(2, 5, 8)
+"""
+
+from rnnjax import initializers
+from rnnjax.cells import (GRU, IRNN, LSTM, Cell, ClockworkCarry, ClockworkRNN, LSTMCarry,
+                          PeepholeLSTM, SimpleRNN)
+from rnnjax.layers import Bidirectional, Dense, Embedding, Stacked
+from rnnjax.unroll import reverse_within_lengths, unroll
+
+__version__ = "0.1.0"
+
+__all__ = ["Cell", "SimpleRNN", "IRNN", "LSTM", "LSTMCarry", "PeepholeLSTM", "GRU",
+           "ClockworkRNN", "ClockworkCarry", "Stacked", "Bidirectional", "Dense",
+           "Embedding", "unroll", "reverse_within_lengths", "initializers"]

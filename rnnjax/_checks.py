@@ -1,0 +1,77 @@
+"""Input checks at the API edge.
+
+Every check runs on static shape and dtype information, so it costs nothing under
+`jit`, and fails with a `ValueError` that names the argument, the expected and the
+given shape, before XLA ever sees a wrong input.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(x) -> bool:
+    """True when `x` holds values known now (not a tracer inside jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def float_array(name: str, x, rank: int | None = None, min_rank: int | None = None,
+                layout: str = ""):
+    """Check that `x` is a floating-point array of the given rank; return it as a jax array."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = jnp.asarray(x)
+    shape = tuple(x.shape)
+    where = f" {layout}" if layout else ""
+    if rank is not None and len(shape) != rank:
+        raise ValueError(f"{name} must have rank {rank}{where}, got shape {shape}")
+    if min_rank is not None and len(shape) < min_rank:
+        raise ValueError(f"{name} must have rank >= {min_rank}{where}, got shape {shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{name} must be a floating-point array, got dtype {x.dtype} "
+                         f"with shape {shape}")
+    return x
+
+
+def feature_size(name: str, x, expected: int):
+    if x.shape[-1] != expected:
+        raise ValueError(f"{name} must have {expected} features in its last axis "
+                         f"(shape [..., {expected}]), got shape {tuple(x.shape)}")
+
+
+def seq_lengths(lengths, batch: int, time: int):
+    """Check a `[B]` integer array of lengths in `[0, T]` (values only when concrete)."""
+    if not hasattr(lengths, "shape"):
+        lengths = np.asarray(lengths)
+    shape = tuple(lengths.shape)
+    if shape != (batch,):
+        raise ValueError(f"seq_lengths must have shape ({batch},) (one length per batch "
+                         f"element), got shape {shape}")
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise ValueError(f"seq_lengths must be an integer array, got dtype {lengths.dtype}")
+    if is_concrete(lengths) and batch > 0:
+        lo, hi = int(np.min(lengths)), int(np.max(lengths))
+        if lo < 0 or hi > time:
+            raise ValueError(f"seq_lengths must lie in [0, {time}] (T = {time}), "
+                             f"got values in [{lo}, {hi}]")
+    return jnp.asarray(lengths, jnp.int32)
+
+
+def same_structure(name: str, given, expected):
+    """Check that pytree `given` has the structure and leaf shapes of `expected`."""
+    given_def = jax.tree_util.tree_structure(given)
+    expected_def = jax.tree_util.tree_structure(expected)
+    if given_def != expected_def:
+        raise ValueError(f"{name} must have the structure {expected_def}, got {given_def}")
+    for g, e in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(expected)):
+        if tuple(np.shape(g)) != tuple(e.shape):
+            shapes = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), given)
+            want = jax.tree_util.tree_map(lambda a: tuple(a.shape), expected)
+            raise ValueError(f"{name} must have leaf shapes {want}, got {shapes}")

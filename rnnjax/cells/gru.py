@@ -1,0 +1,58 @@
+"""The gated recurrent unit (Cho et al., 2014), in both of its common forms."""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax.cells.base import Cell, frozen, split_gates
+
+
+@frozen
+class GRU(Cell):
+    """GRU with gates fused in one matmul; gate order r, z, n (PyTorch's).
+
+        r = sigmoid(x W_xr + h W_hr + b_r)          reset gate
+        z = sigmoid(x W_xz + h W_hz + b_z)          update gate
+        reset_after=False (Cho et al., the lectures' form; the default):
+            n = tanh(x W_xn + (r * h) W_hn + b_n)
+        reset_after=True (PyTorch / cuDNN / flax.linen.GRUCell):
+            n = tanh(x W_xn + b_n + r * (h W_hn + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    Params: `W_x` [I, 3H], `W_h` [H, 3H], `b` [3H]; with reset_after=True also
+    `b_hn` [H] (the recurrent bias of the candidate, which r multiplies; zeros at
+    init). The carry and the output are h [*batch, H].
+    """
+
+    hidden_size: int
+    reset_after: bool = False
+    recurrent_init: Union[str, Callable] = "orthogonal"
+    recurrent_scale: float = 1.0
+    gates = 3
+
+    def init(self, key, input_size, dtype=jnp.float32):
+        params = super().init(key, input_size, dtype)
+        if self.reset_after:
+            params["b_hn"] = jnp.zeros((self.hidden_size,), dtype)
+        return params
+
+    def step(self, params, carry, xp):
+        h = carry
+        x_r, x_z, x_n = split_gates(xp, 3)
+        w_h = params["W_h"]
+        hidden = self.hidden_size
+        if self.reset_after:
+            h_r, h_z, h_n = split_gates(h @ w_h, 3)
+            r = jax.nn.sigmoid(x_r + h_r)
+            z = jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + r * (h_n + params["b_hn"]))
+        else:
+            h_r, h_z = split_gates(h @ w_h[:, :2 * hidden], 2)
+            r = jax.nn.sigmoid(x_r + h_r)
+            z = jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * hidden:])
+        h = (1.0 - z) * n + z * h
+        return h, h

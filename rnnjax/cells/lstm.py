@@ -1,0 +1,108 @@
+"""LSTM (Hochreiter and Schmidhuber, 1997, with forget gate) and the peephole LSTM."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax import _checks
+from rnnjax.cells.base import Cell, frozen, split_gates
+
+
+class LSTMCarry(NamedTuple):
+    h: jax.Array
+    c: jax.Array
+
+
+@frozen
+class LSTM(Cell):
+    """The LSTM with forget gate, gates fused in one matmul.
+
+        [i, f, g, o] = x_t W_x + h_{t-1} W_h + b
+        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+        h_t = sigmoid(o) * tanh(c_t)
+
+    Params: `W_x` [I, 4H], `W_h` [H, 4H], `b` [4H], gate blocks in the order
+    i, f, g, o (PyTorch's order). `b` starts at zero except the forget block,
+    which starts at `forget_bias` (Gers et al., 2000; Jozefowicz et al., 2015).
+    The carry is `LSTMCarry(h, c)`, each [*batch, H]; the output is h.
+
+    >>> import jax, rnnjax as rj
+    >>> cell = rj.LSTM(hidden_size=8)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> params["W_h"].shape, float(params["b"][8:16].mean())
+    ((8, 32), 1.0)
+    """
+
+    hidden_size: int
+    forget_bias: float = 1.0
+    recurrent_init: Union[str, Callable] = "orthogonal"
+    recurrent_scale: float = 1.0
+    gates = 4
+
+    def init(self, key, input_size, dtype=jnp.float32):
+        params = super().init(key, input_size, dtype)
+        h = self.hidden_size
+        params["b"] = params["b"].at[h:2 * h].set(self.forget_bias)
+        return params
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        z = jnp.zeros((*tuple(batch_shape), self.hidden_size), dtype)
+        return LSTMCarry(z, z)
+
+    def hidden(self, carry):
+        return carry.h
+
+    def replace_hidden(self, carry, h):
+        return carry._replace(h=h)
+
+    def step(self, params, carry, xp):
+        i, f, g, o = split_gates(xp + carry.h @ params["W_h"], 4)
+        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return LSTMCarry(h, c), h
+
+
+@frozen
+class PeepholeLSTM(LSTM):
+    """LSTM with diagonal peephole connections from the cell state into the gates.
+
+    The Gers, Schraudolph and Schmidhuber (2002) / Graves (2013) form: the input and
+    forget gates see the previous cell state c_{t-1}; the output gate sees the new
+    cell state c_t.
+
+        i = sigmoid(x W_xi + h_{t-1} W_hi + p_i * c_{t-1} + b_i)
+        f = sigmoid(x W_xf + h_{t-1} W_hf + p_f * c_{t-1} + b_f)
+        c_t = f * c_{t-1} + i * tanh(x W_xg + h_{t-1} W_hg + b_g)
+        o = sigmoid(x W_xo + h_{t-1} W_ho + p_o * c_t + b_o)
+        h_t = o * tanh(c_t)
+
+    Params: those of `LSTM` (gate order i, f, g, o) plus the peephole vectors `p_i`,
+    `p_f`, `p_o` [H], initialised U(-0.1, 0.1) so that at initialisation the cell
+    differs from a plain LSTM.
+    """
+
+    hidden_size: int
+    forget_bias: float = 1.0
+    recurrent_init: Union[str, Callable] = "orthogonal"
+    recurrent_scale: float = 1.0
+    peephole_scale: float = 0.1
+
+    def init(self, key, input_size, dtype=jnp.float32):
+        input_size = _checks.positive_int("input_size", input_size)
+        key, k_p = jax.random.split(key)
+        params = super().init(key, input_size, dtype)
+        s, h = self.peephole_scale, self.hidden_size
+        for name, k in zip(("p_i", "p_f", "p_o"), jax.random.split(k_p, 3)):
+            params[name] = jax.random.uniform(k, (h,), dtype, -s, s)
+        return params
+
+    def step(self, params, carry, xp):
+        i, f, g, o = split_gates(xp + carry.h @ params["W_h"], 4)
+        i = jax.nn.sigmoid(i + params["p_i"] * carry.c)
+        f = jax.nn.sigmoid(f + params["p_f"] * carry.c)
+        c = f * carry.c + i * jnp.tanh(g)
+        h = jax.nn.sigmoid(o + params["p_o"] * c) * jnp.tanh(c)
+        return LSTMCarry(h, c), h

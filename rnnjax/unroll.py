@@ -1,0 +1,117 @@
+"""The time loop: one `lax.scan` over a cell, exact for variable-length batches.
+
+A model is a cell (anything with `project_inputs` and `step`) or a sequence model
+(`Stacked`, `Bidirectional`: anything with `unroll_time_major`). The input matmul of
+a cell runs once over all steps, outside the scan; the scan carries only the
+recurrent part.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from rnnjax import _checks
+
+
+def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
+           time_major=None, unroll=1, remat=False, key=None):
+    """Run `model` over the sequences `xs`; return `(final_carry, outputs)`.
+
+    Args:
+      model: a cell, a `Stacked` or a `Bidirectional`.
+      params: the model's params (from `model.init`).
+      xs: float [B, T, F], or [T, B, F] with `time_major=True`.
+      carry: the initial carry, or None for `model.initial_carry((B,))`.
+      seq_lengths: None, or int [B] in [0, T]. Past its length a sequence's carry is
+        frozen (the final carry is the carry after its own last step) and its
+        outputs are zero.
+      reverse: process each sequence backwards within its own length; the outputs
+        stay aligned with the inputs (output t is the one read after input t).
+      time_major: layout of `xs` and outputs; None takes the model's own
+        `time_major` attribute where it has one (see `interop.from_torch`), else False.
+      unroll: steps per scan iteration (`lax.scan`'s `unroll`).
+      remat: recompute each step in the backward pass (`jax.checkpoint`): memory
+        O(T * carry) instead of O(T * activations).
+      key: PRNG key for dropout in a `Stacked` (none: no dropout).
+
+    >>> import jax, jax.numpy as jnp, rnnjax as rj
+    >>> cell = rj.GRU(hidden_size=5)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> xs = jnp.ones((2, 7, 3))
+    >>> h, ys = rj.unroll(cell, params, xs, seq_lengths=jnp.array([7, 4]))
+    >>> ys.shape, h.shape, bool((ys[1, 4:] == 0).all()), bool((h[1] == ys[1, 3]).all())
+    ((2, 7, 5), (2, 5), True, True)
+    """
+    if time_major is None:
+        time_major = bool(getattr(model, "time_major", None) or False)
+    layout = "[T, B, F] (time_major=True)" if time_major else "[B, T, F]"
+    xs = _checks.float_array("xs", xs, rank=3, layout=layout)
+    _checks.feature_size("xs", xs, model.input_size_of(params))
+    if not time_major:
+        xs = jnp.swapaxes(xs, 0, 1)
+    steps, batch = xs.shape[0], xs.shape[1]
+    lengths = None if seq_lengths is None else _checks.seq_lengths(seq_lengths, batch, steps)
+    if carry is None:
+        carry = model.initial_carry((batch,), xs.dtype)
+    else:
+        expected = jax.eval_shape(lambda: model.initial_carry((batch,), xs.dtype))
+        _checks.same_structure("carry", carry, expected)
+    _checks.positive_int("unroll", unroll)
+    carry, ys = unroll_time_major(model, params, xs, carry, lengths, reverse, unroll,
+                                  remat, key)
+    return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
+
+
+def unroll_time_major(model, params, xs, carry, lengths, reverse, unroll, remat, key):
+    """The checked-input core of `unroll`: xs [T, B, F], lengths [B] int32 or None."""
+    if hasattr(model, "unroll_time_major"):
+        return model.unroll_time_major(params, xs, carry, lengths, reverse, unroll,
+                                       remat, key)
+    return scan_cell(model, params, xs, carry, lengths, reverse, unroll, remat)
+
+
+def scan_cell(cell, params, xs, carry, lengths=None, reverse=False, unroll=1, remat=False):
+    """`lax.scan` of `cell.step` over time-major xs [T, B, F]."""
+    steps = xs.shape[0]
+    xp = cell.project_inputs(params, xs)  # one matmul over all steps
+    if reverse and lengths is not None:
+        xp = reverse_within_lengths(xp, lengths)
+
+    def body(carry, inputs):
+        xp_t, t = inputs
+        new_carry, y = cell.step(params, carry, xp_t)
+        if lengths is not None:
+            alive = t < lengths
+            new_carry = jax.tree_util.tree_map(
+                lambda new, old: jnp.where(_expand(alive, new.ndim), new, old),
+                new_carry, carry)
+            y = jnp.where(_expand(alive, y.ndim), y, jnp.zeros_like(y))
+        return new_carry, y
+
+    if remat:
+        body = jax.checkpoint(body)
+    carry, ys = lax.scan(body, carry, (xp, jnp.arange(steps)), unroll=unroll,
+                         reverse=reverse and lengths is None)
+    if reverse and lengths is not None:
+        ys = reverse_within_lengths(ys, lengths)
+    return carry, ys
+
+
+def reverse_within_lengths(x, lengths):
+    """Reverse time-major x [T, B, ...] within each sequence's length; padding stays put.
+
+    >>> import jax.numpy as jnp
+    >>> x = jnp.arange(4)[:, None] * jnp.ones((4, 2), int)
+    >>> reverse_within_lengths(x, jnp.array([4, 2])).T
+    Array([[3, 2, 1, 0],
+           [1, 0, 2, 3]], dtype=int32)
+    """
+    t = jnp.arange(x.shape[0])[:, None]
+    index = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    return x[index, jnp.arange(x.shape[1])[None, :]]
+
+
+def _expand(mask, ndim):
+    return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
