@@ -8,7 +8,7 @@
 (2, 5, 8)
 """
 
-from rnnjax import initializers
+from rnnjax import initializers, interop
 from rnnjax.cells import (GRU, IRNN, LSTM, Cell, ClockworkCarry, ClockworkRNN, LSTMCarry,
                           PeepholeLSTM, SimpleRNN)
 from rnnjax.layers import Bidirectional, Dense, Embedding, Stacked
@@ -18,4 +18,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Cell", "SimpleRNN", "IRNN", "LSTM", "LSTMCarry", "PeepholeLSTM", "GRU",
            "ClockworkRNN", "ClockworkCarry", "Stacked", "Bidirectional", "Dense",
-           "Embedding", "unroll", "reverse_within_lengths", "initializers"]
+           "Embedding", "unroll", "reverse_within_lengths", "initializers", "interop"]
