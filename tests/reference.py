@@ -1,0 +1,101 @@
+"""Independent NumPy float64 references: each cell written gate by gate from its
+equations, and a per-sequence Python loop in place of the scan."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def _np(params):
+    return {k: np.asarray(v, np.float64) for k, v in params.items()}
+
+
+def simple_step(p, h, x, act=np.tanh):
+    h = act(x @ p["W_x"] + h @ p["W_h"] + p["b"])
+    return h, h
+
+
+def lstm_step(p, carry, x, peephole=False):
+    h, c = carry
+    H = h.shape[-1]
+    gate = lambda k: x @ p["W_x"][:, k * H:(k + 1) * H] + h @ p["W_h"][:, k * H:(k + 1) * H] \
+        + p["b"][k * H:(k + 1) * H]
+    pi = p["p_i"] * c if peephole else 0.0
+    pf = p["p_f"] * c if peephole else 0.0
+    i, f, g = sigmoid(gate(0) + pi), sigmoid(gate(1) + pf), np.tanh(gate(2))
+    c_new = f * c + i * g
+    po = p["p_o"] * c_new if peephole else 0.0
+    h_new = sigmoid(gate(3) + po) * np.tanh(c_new)
+    return (h_new, c_new), h_new
+
+
+def gru_step(p, h, x, reset_after=False):
+    H = h.shape[-1]
+    Wx = [p["W_x"][:, k * H:(k + 1) * H] for k in range(3)]
+    Wh = [p["W_h"][:, k * H:(k + 1) * H] for k in range(3)]
+    b = [p["b"][k * H:(k + 1) * H] for k in range(3)]
+    r = sigmoid(x @ Wx[0] + h @ Wh[0] + b[0])
+    z = sigmoid(x @ Wx[1] + h @ Wh[1] + b[1])
+    if reset_after:
+        n = np.tanh(x @ Wx[2] + b[2] + r * (h @ Wh[2] + p["b_hn"]))
+    else:
+        n = np.tanh(x @ Wx[2] + (r * h) @ Wh[2] + b[2])
+    h = (1 - z) * n + z * h
+    return h, h
+
+
+def clockwork_step(p, carry, x, periods, act=np.tanh):
+    h, t = carry
+    H = h.shape[-1]
+    m = H // len(periods)
+    unit_period = np.repeat(periods, m)
+    w = np.array(p["W_h"])
+    for j in range(H):            # source unit j feeds target unit i iff T_j >= T_i
+        for i in range(H):
+            if unit_period[j] < unit_period[i]:
+                w[j, i] = 0.0
+    a = act(x @ p["W_x"] + h @ w + p["b"])
+    h_new = np.where(t % unit_period == 0, a, h)
+    return (h_new, t + 1), h_new
+
+
+def step_fn(cell):
+    """The reference step and the initial carry of one sequence for an rnnjax cell."""
+    import rnnjax as rj
+    H = cell.hidden_size
+    acts = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0), "identity": lambda a: a}
+    if isinstance(cell, rj.ClockworkRNN):
+        return (lambda p, c, x: clockwork_step(p, c, x, np.array(cell.periods),
+                                               acts[cell.activation]),
+                (np.zeros(H), 0))
+    if isinstance(cell, rj.PeepholeLSTM):
+        return lambda p, c, x: lstm_step(p, c, x, peephole=True), (np.zeros(H), np.zeros(H))
+    if isinstance(cell, rj.LSTM):
+        return lstm_step, (np.zeros(H), np.zeros(H))
+    if isinstance(cell, rj.GRU):
+        return lambda p, c, x: gru_step(p, c, x, cell.reset_after), np.zeros(H)
+    if isinstance(cell, rj.SimpleRNN):
+        return lambda p, c, x: simple_step(p, c, x, acts[cell.activation]), np.zeros(H)
+    raise TypeError(cell)
+
+
+def run(cell, params, xs, lengths=None, reverse=False):
+    """Outputs [B, T, H] (zero past each length) and final carries, one sequence at a time."""
+    step, carry0 = step_fn(cell)
+    p = _np(params)
+    xs = np.asarray(xs, np.float64)
+    B, T, _ = xs.shape
+    lengths = [T] * B if lengths is None else list(np.asarray(lengths))
+    ys = np.zeros((B, T, cell.hidden_size))
+    finals = []
+    for b in range(B):
+        carry = carry0
+        order = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
+        for t in order:
+            carry, ys[b, t] = step(p, carry, xs[b, t])
+        finals.append(carry)
+    return ys, finals

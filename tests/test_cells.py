@@ -1,0 +1,174 @@
+"""Each cell against an independent NumPy float64 reference, its initialisers,
+and its gradients against finite differences."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import reference
+import rnnjax as rj
+from conftest import CELLS, randomize
+
+B, T, I = 3, 9, 4
+
+
+def setup(cell, seed=0, dtype=jnp.float32):
+    k_p, k_r, k_x = jax.random.split(jax.random.key(seed), 3)
+    params = randomize(cell.init(k_p, I, dtype), k_r)
+    if isinstance(cell, rj.ClockworkRNN):  # keep the mask in params as init makes it
+        params["W_h"] = params["W_h"] * cell.recurrent_mask()
+    xs = jax.random.normal(k_x, (B, T, I), dtype)
+    return params, xs
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_matches_reference_float64(name):
+    cell = CELLS[name]
+    with jax.enable_x64(True):
+        params, xs = setup(cell, dtype=jnp.float64)
+        lengths = np.array([T, 5, 1])
+        carry, ys = rj.unroll(cell, params, xs, seq_lengths=lengths)
+        ref_ys, ref_finals = reference.run(cell, params, xs, lengths)
+        assert ys.dtype == jnp.float64
+        np.testing.assert_allclose(ys, ref_ys, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(cell.hidden(carry),
+                                   np.stack([np.atleast_1d(f[0] if isinstance(f, tuple) else f)
+                                             for f in ref_finals]), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_matches_reference_float32(name):
+    cell = CELLS[name]
+    params, xs = setup(cell, seed=1)
+    _, ys = rj.unroll(cell, params, xs)
+    ref_ys, _ = reference.run(cell, params, xs)
+    assert ys.dtype == jnp.float32
+    np.testing.assert_allclose(ys, ref_ys, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_gradients_match_finite_differences(name):
+    cell = CELLS[name]
+    with jax.enable_x64(True):
+        params, xs = setup(cell, seed=2, dtype=jnp.float64)
+        xs = xs[:, :5]
+
+        def loss(params, xs):
+            carry, ys = rj.unroll(cell, params, xs, seq_lengths=jnp.array([5, 3, 2]))
+            return jnp.sum(ys ** 2) + jnp.sum(cell.hidden(carry))
+
+        check_grads(loss, (params, xs), order=1, modes=("fwd", "rev"), eps=1e-6,
+                    atol=1e-7, rtol=1e-7)
+
+
+class TestStep(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_step_is_pure_and_jittable(self):
+        for name, cell in CELLS.items():
+            params, xs = setup(cell)
+            step = self.variant(lambda p, c, x, cell=cell: cell(p, c, x))
+            carry0 = cell.initial_carry((B,))
+            c1, y1 = step(params, carry0, xs[:, 0])
+            c2, y2 = step(params, carry0, xs[:, 0])
+            chex.assert_trees_all_equal(c1, c2)
+            chex.assert_shape(y1, (B, cell.hidden_size))
+            chex.assert_trees_all_equal_shapes_and_dtypes(c1, carry0)
+            # one step equals the first step of an unroll
+            _, ys = rj.unroll(cell, params, xs)
+            np.testing.assert_allclose(y1, ys[:, 0], atol=1e-6, err_msg=name)
+
+    def test_unbatched_step(self):
+        cell = rj.LSTM(5)
+        params = cell.init(jax.random.key(0), 3)
+        carry, y = cell(params, cell.initial_carry(), jnp.ones(3))
+        chex.assert_shape([y, carry.h, carry.c], (5,))
+
+
+def test_cells_are_hashable_static_config():
+    for cell in CELLS.values():
+        assert hash(cell) == hash(type(cell)(**{f: getattr(cell, f)
+                                                for f in cell.__dataclass_fields__}))
+    cell = CELLS["lstm"]
+    params, xs = setup(cell)
+    f = jax.jit(rj.unroll, static_argnums=0)
+    np.testing.assert_allclose(f(cell, params, xs)[1], rj.unroll(cell, params, xs)[1],
+                               atol=1e-6)
+    with pytest.raises(Exception):
+        cell.hidden_size = 3
+
+
+# -- initialisers ------------------------------------------------------------
+@pytest.mark.parametrize("scale", [0.5, 1.0, 1.5])
+def test_scaled_orthogonal_blocks(scale):
+    for cell in [rj.SimpleRNN(8, recurrent_scale=scale), rj.LSTM(8, recurrent_scale=scale),
+                 rj.GRU(8, recurrent_scale=scale)]:
+        w = cell.init(jax.random.key(3), 5)["W_h"]
+        for block in jnp.split(w, cell.gates, axis=1):
+            np.testing.assert_allclose(np.linalg.svd(block, compute_uv=False),
+                                       np.full(8, scale), atol=1e-5)
+
+
+def test_irnn_is_identity_relu():
+    cell = rj.IRNN(7, recurrent_scale=0.5)
+    p = cell.init(jax.random.key(0), 3)
+    np.testing.assert_array_equal(p["W_h"], 0.5 * np.eye(7))
+    np.testing.assert_array_equal(p["b"], np.zeros(7))
+    assert cell.activation == "relu"
+    # with zero input an IRNN scales a positive state by recurrent_scale each step
+    h, _ = cell.step(p, jnp.ones(7), jnp.zeros(7))
+    np.testing.assert_allclose(h, 0.5 * np.ones(7))
+
+
+def test_lstm_biases_and_glorot_inputs():
+    cell = rj.LSTM(8, forget_bias=2.5)
+    p = cell.init(jax.random.key(0), 16)
+    np.testing.assert_array_equal(p["b"], np.r_[np.zeros(8), np.full(8, 2.5), np.zeros(16)])
+    limit = np.sqrt(6 / (16 + 32))
+    assert np.abs(p["W_x"]).max() <= limit and np.abs(p["W_x"]).max() > 0.8 * limit
+
+
+def test_custom_recurrent_init_and_activation():
+    cell = rj.SimpleRNN(4, activation=jnp.sin, recurrent_init=lambda k, s, d: jnp.full(s, 0.1, d))
+    p = cell.init(jax.random.key(0), 2)
+    np.testing.assert_array_equal(p["W_h"], np.full((4, 4), 0.1, np.float32))
+    h, _ = cell(p, jnp.ones(4), jnp.zeros(2))
+    np.testing.assert_allclose(h, np.sin(0.4 * np.ones(4)), atol=1e-7)
+
+
+def test_gru_forms_differ_and_reset_after_has_b_hn():
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    p = randomize(rj.GRU(4, reset_after=True).init(jax.random.key(0), 3), jax.random.key(2))
+    assert p["b_hn"].shape == (4,)
+    h0 = jax.random.normal(jax.random.key(3), (2, 4))
+    a = rj.GRU(4, reset_after=True)(p, h0, x)[1]
+    b = rj.GRU(4, reset_after=False)(p, h0, x)[1]
+    assert not np.allclose(a, b)
+
+
+# -- clockwork ---------------------------------------------------------------
+def test_clockwork_modules_tick_at_their_periods():
+    cell = rj.ClockworkRNN(hidden_size=8, periods=(1, 2, 4, 8))
+    params, _ = setup(cell)
+    xs = jax.random.normal(jax.random.key(4), (1, 17, I))
+    _, ys = rj.unroll(cell, params, xs)
+    h = np.concatenate([np.zeros((1, 1, 8)), np.asarray(ys)], axis=1)[0]  # h_{-1} = 0
+    for m, period in enumerate(cell.periods):
+        units = slice(2 * m, 2 * m + 2)
+        for t in range(17):
+            changed = not np.allclose(h[t + 1, units], h[t, units])
+            assert changed == (t % period == 0), (period, t)
+
+
+def test_clockwork_masked_weights_never_act():
+    cell = rj.ClockworkRNN(hidden_size=6, periods=(1, 2, 4))
+    params, xs = setup(cell)
+    mask = cell.recurrent_mask()
+    noisy = dict(params, W_h=params["W_h"] + 10.0 * (1 - mask))
+    np.testing.assert_array_equal(rj.unroll(cell, params, xs)[1],
+                                  rj.unroll(cell, noisy, xs)[1])
+    grad = jax.grad(lambda p: jnp.sum(rj.unroll(cell, p, xs)[1]))(params)["W_h"]
+    assert np.all(np.asarray(grad)[mask == 0] == 0)
+    assert np.any(np.asarray(grad)[mask == 1] != 0)
