@@ -57,7 +57,8 @@ def seq_lengths(lengths, batch: int, time: int):
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise ValueError(f"seq_lengths must be an integer array, got dtype {lengths.dtype}")
     if is_concrete(lengths) and batch > 0:
-        lo, hi = int(np.min(lengths)), int(np.max(lengths))
+        values = np.asarray(lengths)
+        lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi > time:
             raise ValueError(f"seq_lengths must lie in [0, {time}] (T = {time}), "
                              f"got values in [{lo}, {hi}]")

@@ -44,6 +44,7 @@ from typing import Any, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnjax import _checks, initializers
 from rnnjax.cells.base import Cell, frozen
@@ -240,7 +241,8 @@ class Embedding:
             raise ValueError(f"ids must be an integer array, got dtype {ids.dtype} "
                              f"with shape {tuple(ids.shape)}")
         if _checks.is_concrete(ids) and ids.size:
-            lo, hi = int(ids.min()), int(ids.max())
+            values = np.asarray(ids)
+            lo, hi = int(values.min()), int(values.max())
             if lo < 0 or hi >= self.vocab_size:
                 raise ValueError(f"ids must lie in [0, {self.vocab_size - 1}] (vocab_size = "
                                  f"{self.vocab_size}), got values in [{lo}, {hi}]")

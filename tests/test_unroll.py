@@ -1,0 +1,187 @@
+"""Invariants of the time loop: variable lengths, reversal, layouts, jit/unroll/remat,
+and the combinators."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import rnnjax as rj
+from conftest import CELLS, randomize
+
+I = 3
+CELL_NAMES = sorted(CELLS)
+SLOW = settings(max_examples=15, deadline=None)
+# compiled once per (cell, shapes, flags) and reused across hypothesis examples
+unroll = jax.jit(rj.unroll, static_argnums=0, static_argnames=("reverse", "time_major"))
+
+
+def setup(model, batch, steps, seed=0):
+    k_p, k_r, k_x = jax.random.split(jax.random.key(seed), 3)
+    params = randomize(model.init(k_p, I), k_r)
+    return params, jax.random.normal(k_x, (batch, steps, I))
+
+
+def assert_trees_close(a, b, atol=1e-6):
+    chex.assert_trees_all_close(a, b, atol=atol, rtol=0)
+
+
+@st.composite
+def padded_batch(draw):
+    steps = draw(st.integers(1, 7))
+    lengths = draw(st.lists(st.integers(0, steps), min_size=1, max_size=4))
+    return draw(st.sampled_from(CELL_NAMES)), steps, np.array(lengths)
+
+
+@SLOW
+@given(padded_batch(), st.booleans())
+def test_padded_batch_equals_each_sequence_alone(case, reverse):
+    name, steps, lengths = case
+    cell = CELLS[name]
+    params, xs = setup(cell, len(lengths), steps)
+    carry, ys = unroll(cell, params, xs, seq_lengths=lengths, reverse=reverse)
+    for b, length in enumerate(lengths):
+        alone_carry, alone_ys = unroll(cell, params, xs[b:b + 1, :length], reverse=reverse)
+        assert_trees_close(ys[b, :length], alone_ys[0])
+        assert np.all(np.asarray(ys[b, length:]) == 0)  # zero past the length
+        assert_trees_close(jax.tree_util.tree_map(lambda a: a[b], carry),
+                           jax.tree_util.tree_map(lambda a: a[0], alone_carry))
+
+
+@SLOW
+@given(padded_batch())
+def test_reverse_is_forward_over_each_flipped_sequence(case):
+    name, steps, lengths = case
+    cell = CELLS[name]
+    params, xs = setup(cell, len(lengths), steps, seed=1)
+    carry, ys = unroll(cell, params, xs, seq_lengths=lengths, reverse=True)
+    flipped = rj.reverse_within_lengths(jnp.swapaxes(xs, 0, 1), jnp.asarray(lengths))
+    f_carry, f_ys = unroll(cell, params, flipped, seq_lengths=lengths, time_major=True)
+    back = jnp.swapaxes(rj.reverse_within_lengths(f_ys, jnp.asarray(lengths)), 0, 1)
+    assert_trees_close(ys, back)
+    assert_trees_close(carry, f_carry)
+
+
+def test_reverse_without_lengths_flips_time():
+    cell = CELLS["lstm"]
+    params, xs = setup(cell, 2, 6)
+    carry, ys = rj.unroll(cell, params, xs, reverse=True)
+    f_carry, f_ys = rj.unroll(cell, params, xs[:, ::-1])
+    assert_trees_close(ys, f_ys[:, ::-1])
+    assert_trees_close(carry, f_carry)
+
+
+@pytest.mark.parametrize("name", CELL_NAMES)
+def test_jit_unroll_and_remat_agree(name):
+    cell = CELLS[name]
+    params, xs = setup(cell, 3, 11, seed=2)
+    lengths = jnp.array([11, 6, 0])
+
+    def loss(params, xs, unroll, remat):
+        carry, ys = rj.unroll(cell, params, xs, seq_lengths=lengths, unroll=unroll, remat=remat)
+        return jnp.sum(jnp.tanh(ys)) + jnp.sum(cell.hidden(carry) ** 2), ys
+
+    f = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+    jitted = jax.jit(f, static_argnums=(2, 3))
+    reference = f(params, xs, 1, False)  # eager, no unroll, no remat
+    configs = [(jitted, 1, False), (jitted, 8, False), (f, 1, True)]
+    if name == "lstm":  # every combination once; the rest of the cells share the loop code
+        configs += [(jitted, 8, True), (jitted, 1, True), (f, 8, False)]
+    for fn, unroll, remat in configs:
+        assert_trees_close(fn(params, xs, unroll, remat), reference, atol=1e-5)
+
+
+def test_time_major_layout_and_given_carry():
+    cell = CELLS["gru"]
+    params, xs = setup(cell, 4, 5)
+    carry0 = jax.random.normal(jax.random.key(9), (4, cell.hidden_size))
+    c1, y1 = rj.unroll(cell, params, xs, carry=carry0)
+    c2, y2 = rj.unroll(cell, params, jnp.swapaxes(xs, 0, 1), carry=carry0, time_major=True)
+    assert_trees_close((c1, y1), (c2, jnp.swapaxes(y2, 0, 1)))
+    # the given carry is used: a different one changes the outputs
+    assert not np.allclose(y1, rj.unroll(cell, params, xs)[1])
+
+
+def test_zero_length_keeps_the_initial_carry():
+    cell = CELLS["lstm"]
+    params, xs = setup(cell, 2, 4)
+    carry0 = jax.tree_util.tree_map(lambda a: a + 0.3, cell.initial_carry((2,)))
+    carry, ys = rj.unroll(cell, params, xs, carry=carry0, seq_lengths=jnp.array([0, 4]))
+    assert_trees_close(jax.tree_util.tree_map(lambda a: a[0], carry),
+                       jax.tree_util.tree_map(lambda a: a[0], carry0))
+    assert np.all(np.asarray(ys[0]) == 0)
+
+
+# -- Stacked -------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["tanh", "lstm", "gru", "clockwork"])
+def test_stacked_of_one_layer_equals_the_layer(name):
+    cell = CELLS[name]
+    params, xs = setup(cell, 3, 6)
+    lengths = jnp.array([6, 2, 4])
+    carry, ys = rj.unroll(cell, params, xs, seq_lengths=lengths)
+    s_carry, s_ys = rj.unroll(rj.Stacked([cell]), (params,), xs, seq_lengths=lengths)
+    assert_trees_close((carry,), s_carry)
+    assert_trees_close(ys, s_ys)
+
+
+def test_stacked_step_scan_equals_layer_by_layer_unroll():
+    stack = rj.Stacked([rj.LSTM(5), rj.GRU(4), rj.SimpleRNN(3)])
+    params, xs = setup(stack, 2, 7)
+    carry, ys = rj.unroll(stack, params, xs)
+    # stack as one cell, stepped by hand
+    step_carry = stack.initial_carry((2,))
+    outs = []
+    for t in range(7):
+        step_carry, y = stack(params, step_carry, xs[:, t])
+        outs.append(y)
+    assert_trees_close(ys, jnp.stack(outs, axis=1))
+    assert_trees_close(carry, step_carry)
+    assert stack.output_size == 3 and ys.shape == (2, 7, 3)
+
+
+def test_stacked_dropout_needs_a_key_and_keeps_the_mean():
+    stack = rj.Stacked([rj.SimpleRNN(64, activation="identity"), rj.SimpleRNN(64)], dropout=0.5)
+    params, xs = setup(stack, 2, 3)
+    _, plain = rj.unroll(stack, params, xs)
+    _, same = rj.unroll(rj.Stacked(stack.layers), params, xs)
+    assert_trees_close(plain, same)  # no key: no dropout
+    _, a = rj.unroll(stack, params, xs, key=jax.random.key(0))
+    _, b = rj.unroll(stack, params, xs, key=jax.random.key(1))
+    assert not np.allclose(a, plain) and not np.allclose(a, b)
+    # inverted dropout keeps the expected input of the next layer
+    y = jnp.ones((20000,))
+    dropped = stack._drop(y, jax.random.key(2))
+    assert abs(float(dropped.mean()) - 1.0) < 0.03
+    assert set(np.unique(np.asarray(dropped))) == {0.0, 2.0}
+
+
+# -- Bidirectional ---------------------------------------------------------------
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+def test_bidirectional_is_forward_plus_reversed_backward(merge):
+    fwd, bwd = rj.LSTM(4), rj.GRU(4)
+    bi = rj.Bidirectional(fwd, bwd, merge=merge)
+    params, xs = setup(bi, 3, 6)
+    lengths = jnp.array([6, 3, 1])
+    (c_f, c_b), ys = rj.unroll(bi, params, xs, seq_lengths=lengths)
+    ref_cf, y_f = rj.unroll(fwd, params["fwd"], xs, seq_lengths=lengths)
+    ref_cb, y_b = rj.unroll(bwd, params["bwd"], xs, seq_lengths=lengths, reverse=True)
+    want = jnp.concatenate([y_f, y_b], -1) if merge == "concat" else y_f + y_b
+    assert_trees_close(ys, want)
+    assert_trees_close((c_f, c_b), (ref_cf, ref_cb))
+    assert ys.shape[-1] == bi.output_size
+
+
+def test_stack_of_bidirectional_layers():
+    model = rj.Stacked([rj.Bidirectional(rj.GRU(4), rj.GRU(4)),
+                        rj.Bidirectional(rj.LSTM(3), rj.LSTM(3))])
+    params, xs = setup(model, 2, 5)
+    lengths = jnp.array([5, 2])
+    carry, ys = rj.unroll(model, params, xs, seq_lengths=lengths)
+    _, mid = rj.unroll(model.layers[0], params[0], xs, seq_lengths=lengths)
+    _, top = rj.unroll(model.layers[1], params[1], mid, seq_lengths=lengths)
+    assert_trees_close(ys, top)
+    assert ys.shape == (2, 5, 6)
+    with pytest.raises(ValueError, match="Bidirectional"):
+        model(params, carry, xs[:, 0])
