@@ -1,0 +1,50 @@
+"""||dL/dh_k|| for every step k from one backward pass."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from rnnjax import _checks
+
+
+def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):
+    """The norm of dL/dh_k for every step k, from ONE backward pass.
+
+    A zero perturbation e_k is added to the hidden state after each step k inside the
+    scan (h_k <- h_k + e_k, which also feeds the output y_k = h_k and every later
+    step); dL/de_k at e = 0 is exactly the total derivative dL/dh_k. One reverse pass
+    gives all T of them, where the naive probe needs T backward passes.
+
+    Args:
+      cell: a cell (or a `Stacked` of cells: h is the top layer's state).
+      params: its params.
+      xs: float [B, T, F].
+      loss_fn: outputs [B, T, H] -> scalar.
+      carry: initial carry, or None for zeros.
+      per_example: return [B, T] (one curve per sequence) instead of the batch mean.
+
+    Returns:
+      [T] float: mean over the batch of ||dL/dh_k||_2, k = 0 .. T-1.
+    """
+    xs = _checks.float_array("xs", xs, rank=3, layout="[B, T, F]")
+    _checks.feature_size("xs", xs, cell.input_size_of(params))
+    batch = xs.shape[0]
+    carry = cell.initial_carry((batch,), xs.dtype) if carry is None else carry
+    xp = jnp.swapaxes(cell.project_inputs(params, xs), 0, 1)  # [T, B, G*H]
+
+    def loss_of_perturbation(eps):
+        def body(c, inputs):
+            xp_t, e_t = inputs
+            c, _ = cell.step(params, c, xp_t)
+            c = cell.replace_hidden(c, cell.hidden(c) + e_t)
+            return c, cell.hidden(c)
+
+        _, hs = lax.scan(body, carry, (xp, eps))
+        return loss_fn(jnp.swapaxes(hs, 0, 1))
+
+    zeros = jnp.zeros((xs.shape[1], *cell.hidden(carry).shape), xs.dtype)
+    grads = jax.grad(loss_of_perturbation)(zeros)             # [T, B, H]
+    norms = jnp.linalg.norm(grads, axis=-1)                    # [T, B]
+    return norms.T if per_example else norms.mean(axis=1)
