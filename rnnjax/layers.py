@@ -77,7 +77,8 @@ class Stacked(Cell):
 
     @property
     def hidden_size(self) -> int:
-        return self.layers[-1].output_size
+        """The top layer's hidden size (its output size when it is Bidirectional)."""
+        return getattr(self.layers[-1], "hidden_size", self.output_size)
 
     @property
     def output_size(self) -> int:

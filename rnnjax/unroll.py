@@ -59,8 +59,7 @@ def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
         expected = jax.eval_shape(lambda: model.initial_carry((batch,), xs.dtype))
         _checks.same_structure("carry", carry, expected)
     _checks.positive_int("unroll", unroll)
-    carry, ys = unroll_time_major(model, params, xs, carry, lengths, reverse, unroll,
-                                  remat, key)
+    carry, ys = _unroll_jit(model, params, xs, carry, lengths, reverse, unroll, remat, key)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
 
 
@@ -70,6 +69,11 @@ def unroll_time_major(model, params, xs, carry, lengths, reverse, unroll, remat,
         return model.unroll_time_major(params, xs, carry, lengths, reverse, unroll,
                                        remat, key)
     return scan_cell(model, params, xs, carry, lengths, reverse, unroll, remat)
+
+
+# Compiled once per (model, shapes, flags): an eager call of `unroll` would otherwise
+# trace and compile a fresh scan every time. Inside an outer jit this is inlined.
+_unroll_jit = jax.jit(unroll_time_major, static_argnums=(0, 5, 6, 7))
 
 
 def scan_cell(cell, params, xs, carry, lengths=None, reverse=False, unroll=1, remat=False):

@@ -6,5 +6,24 @@ from rnnjax.cells.gru import GRU
 from rnnjax.cells.lstm import LSTM, LSTMCarry, PeepholeLSTM
 from rnnjax.cells.simple import IRNN, SimpleRNN
 
-__all__ = ["Cell", "SimpleRNN", "IRNN", "LSTM", "LSTMCarry", "PeepholeLSTM", "GRU",
+#: the cell types by the names experiments use on their command line
+CELL_TYPES = {
+    "tanh": SimpleRNN,
+    "relu": lambda hidden_size, **kw: SimpleRNN(hidden_size, activation="relu", **kw),
+    "irnn": IRNN,
+    "lstm": LSTM,
+    "peephole": PeepholeLSTM,
+    "gru": GRU,
+    "clockwork": ClockworkRNN,
+}
+
+
+def make(name: str, hidden_size: int, **options) -> Cell:
+    """The cell called `name` (a key of `CELL_TYPES`), e.g. `make("lstm", 64)`."""
+    if name not in CELL_TYPES:
+        raise ValueError(f"cell name must be one of {sorted(CELL_TYPES)}, got {name!r}")
+    return CELL_TYPES[name](hidden_size, **options)
+
+
+__all__ = ["CELL_TYPES", "make", "Cell", "SimpleRNN", "IRNN", "LSTM", "LSTMCarry", "PeepholeLSTM", "GRU",
            "ClockworkRNN", "ClockworkCarry"]
