@@ -61,6 +61,14 @@ def _dropout_key(module: nn.Module, model, deterministic):
     return None if deterministic else module.make_rng("dropout")
 
 
+def _model_params(module: nn.Module, model, name: str, x):
+    """The "cell" param: `model.init` on first use, then checked against x's features
+    (so a wrong input meets our ValueError, not Flax's shape error)."""
+    if module.has_variable("params", "cell"):
+        _checks.feature_size(name, x, model.input_size_of(module.get_variable("params", "cell")))
+    return module.param("cell", lambda key: model.init(key, x.shape[-1], module.param_dtype))
+
+
 class Cell(nn.RNNCellBase):
     """One step of an rnnjax cell as a Flax module: `(carry, x) -> (carry, y)`.
 
@@ -93,14 +101,8 @@ class Cell(nn.RNNCellBase):
         if not isinstance(self.cell, rj.Cell):
             raise ValueError(f"cell must be an rnnjax cell (one step), got {self.cell!r}; "
                              f"wrap sequence models such as rj.Bidirectional in rjf.RNN")
-        x = jnp.asarray(x)
-        if x.ndim < 1:
-            raise ValueError(f"x must have rank >= 1 [*batch, input_size], got shape {x.shape}")
-        if self.has_variable("params", "cell"):  # our message, not Flax's shape error
-            _checks.feature_size("x", x, self.cell.input_size_of(
-                self.get_variable("params", "cell")))
-        params = self.param("cell", lambda key: self.cell.init(key, x.shape[-1],
-                                                               self.param_dtype))
+        x = _checks.float_array("x", x, min_rank=1, layout="[*batch, input_size]")
+        params = _model_params(self, self.cell, "x", x)
         if carry is None:
             carry = self.cell.initial_carry(x.shape[:-1], x.dtype)
         key = _dropout_key(self, self.cell, deterministic)
@@ -159,15 +161,9 @@ class RNN(nn.Module):
     @nn.compact
     def __call__(self, xs, seq_lengths=None, carry=None, reverse: bool = False,
                  deterministic: bool | None = None):
-        xs = jnp.asarray(xs)
-        if xs.ndim != 3:
-            layout = "[T, B, F] (time_major=True)" if self.time_major else "[B, T, F]"
-            raise ValueError(f"xs must have rank 3 {layout}, got shape {xs.shape}")
-        if self.has_variable("params", "cell"):  # our message, not Flax's shape error
-            _checks.feature_size("xs", xs, self.model.input_size_of(
-                self.get_variable("params", "cell")))
-        params = self.param("cell", lambda key: self.model.init(key, xs.shape[-1],
-                                                                self.param_dtype))
+        layout = "[T, B, F] (time_major=True)" if self.time_major else "[B, T, F]"
+        xs = _checks.float_array("xs", xs, rank=3, layout=layout)
+        params = _model_params(self, self.model, "xs", xs)
         key = _dropout_key(self, self.model, deterministic)
         return rj.unroll(self.model, params, xs, carry=carry, seq_lengths=seq_lengths,
                          reverse=reverse, time_major=self.time_major, unroll=self.unroll,
