@@ -10,27 +10,6 @@ from conftest import CELLS
 from rnnjax import probe
 
 
-def naive_hidden_grad_norms(cell, params, xs, loss_fn):
-    """T separate backward passes: for each k, run to h_k, then differentiate the
-    rest of the computation with respect to h_k."""
-    batch, steps = xs.shape[:2]
-    carry0 = cell.initial_carry((batch,))
-    norms = []
-    for k in range(steps):
-        carry_k, ys_head = rj.unroll(cell, params, xs[:, :k + 1], carry=carry0)
-
-        def loss_of_h(h_k):
-            c = cell.replace_hidden(carry_k, h_k)
-            ys_tail = rj.unroll(cell, params, xs[:, k + 1:], carry=c)[1] if k + 1 < steps \
-                else jnp.zeros((batch, 0, h_k.shape[-1]))
-            ys = jnp.concatenate([ys_head[:, :k], h_k[:, None], ys_tail], axis=1)
-            return loss_fn(ys)
-
-        g = jax.grad(loss_of_h)(cell.hidden(carry_k))
-        norms.append(jnp.linalg.norm(g, axis=-1))
-    return jnp.stack(norms, axis=1)  # [B, T]
-
-
 @pytest.mark.parametrize("name", ["tanh", "lstm", "gru", "clockwork"])
 def test_one_pass_equals_naive_backward_passes(name):
     cell = CELLS[name]
@@ -40,7 +19,7 @@ def test_one_pass_equals_naive_backward_passes(name):
     w = jax.random.normal(k_w, (7, cell.hidden_size))
     loss_fn = lambda ys: jnp.sum(jnp.tanh(ys) * w)  # every step's output feeds the loss
     fast = probe.hidden_grad_norms(cell, params, xs, loss_fn, per_example=True)
-    slow = naive_hidden_grad_norms(cell, params, xs, loss_fn)
+    slow = probe.naive_hidden_grad_norms(cell, params, xs, loss_fn)
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(probe.hidden_grad_norms(cell, params, xs, loss_fn),
                                slow.mean(0), rtol=1e-5)

@@ -10,6 +10,6 @@
 [0.0312, 0.0625, 0.125, 0.25, 0.5, 1.0]
 """
 
-from rnnjax.probe.grad_norms import hidden_grad_norms
+from rnnjax.probe.grad_norms import hidden_grad_norms, naive_hidden_grad_norms
 
-__all__ = ["hidden_grad_norms"]
+__all__ = ["hidden_grad_norms", "naive_hidden_grad_norms"]

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax.unroll import unroll
 
 
 def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):
@@ -48,3 +49,28 @@ def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):
     grads = jax.grad(loss_of_perturbation)(zeros)             # [T, B, H]
     norms = jnp.linalg.norm(grads, axis=-1)                    # [T, B]
     return norms.T if per_example else norms.mean(axis=1)
+
+
+def naive_hidden_grad_norms(cell, params, xs, loss_fn):
+    """The reference `hidden_grad_norms`: T separate backward passes, O(T^2) work.
+
+    For each k: run to h_k, then differentiate the rest of the computation (the later
+    outputs and the loss) with respect to h_k. Returns [B, T] (per example). For
+    tests and the cost benchmark only.
+    """
+    batch, steps = xs.shape[:2]
+    carry0 = cell.initial_carry((batch,))
+    norms = []
+    for k in range(steps):
+        carry_k, ys_head = unroll(cell, params, xs[:, :k + 1], carry=carry0)
+
+        def loss_of_h(h_k):
+            c = cell.replace_hidden(carry_k, h_k)
+            ys_tail = unroll(cell, params, xs[:, k + 1:], carry=c)[1] if k + 1 < steps \
+                else jnp.zeros((batch, 0, h_k.shape[-1]))
+            ys = jnp.concatenate([ys_head[:, :k], h_k[:, None], ys_tail], axis=1)
+            return loss_fn(ys)
+
+        g = jax.grad(loss_of_h)(cell.hidden(carry_k))
+        norms.append(jnp.linalg.norm(g, axis=-1))
+    return jnp.stack(norms, axis=1)  # [B, T]
