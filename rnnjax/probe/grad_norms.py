@@ -51,6 +51,46 @@ def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):
     return norms.T if per_example else norms.mean(axis=1)
 
 
+def truncated_param_grad_norms(cell, params, xs, loss_fn, truncations, carry=None):
+    """||dL/dparams|| (global l2 norm) with backpropagation cut k steps before the end.
+
+    For each k in `truncations` the carry entering step T-k goes through
+    `stop_gradient`, so no gradient path crosses that boundary; k = T is full BPTT.
+    With a loss on the last output this is exactly truncated BPTT of length k, and
+    the curve against k shows how much of the gradient the far past contributes.
+
+    Returns [len(truncations)] floats; the batch is whatever `loss_fn` averages.
+    """
+    xs = _checks.float_array("xs", xs, rank=3, layout="[B, T, F]")
+    _checks.feature_size("xs", xs, cell.input_size_of(params))
+    steps = xs.shape[1]
+    ks = jnp.asarray(truncations)
+    if ks.ndim != 1 or not jnp.issubdtype(ks.dtype, jnp.integer):
+        raise ValueError(f"truncations must be a 1-D list of ints, got shape {ks.shape} "
+                         f"and dtype {ks.dtype}")
+    if _checks.is_concrete(ks) and ks.size and (int(ks.min()) < 1 or int(ks.max()) > steps):
+        raise ValueError(f"truncations must lie in [1, {steps}] (T = {steps}), "
+                         f"got values in [{int(ks.min())}, {int(ks.max())}]")
+    carry = cell.initial_carry((xs.shape[0],), xs.dtype) if carry is None else carry
+    xs_tm = jnp.swapaxes(xs, 0, 1)
+
+    def loss_truncated(params, k):
+        def body(c, inputs):
+            x_t, t = inputs
+            c = jax.tree_util.tree_map(
+                lambda a: jnp.where(t == steps - k, lax.stop_gradient(a), a), c)
+            return cell.step(params, c, cell.project_inputs(params, x_t))
+
+        _, ys = lax.scan(body, carry, (xs_tm, jnp.arange(steps)))
+        return loss_fn(jnp.swapaxes(ys, 0, 1))
+
+    def norm_at(k):
+        grads = jax.grad(loss_truncated)(params, k)
+        return jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree_util.tree_leaves(grads)))
+
+    return jax.vmap(norm_at)(ks)
+
+
 def naive_hidden_grad_norms(cell, params, xs, loss_fn):
     """The reference `hidden_grad_norms`: T separate backward passes, O(T^2) work.
 
