@@ -29,14 +29,16 @@ class SweepResult(NamedTuple):
         return "\n".join(lines)
 
 
-def sweep(cells: dict, lengths, *, seeds=3, batch=8, input_size=4, key=None, params=None,
+def sweep(cells: dict, lengths, *, seeds=3, batch=8, input_size=4, input_scale=1.0, key=None,
+          params=None,
           measures=("grad", "jacobian", "lyapunov"), lyapunov_k=None, jacobian_batch=2):
     """Measure gradient flow for every cell in `cells` (name -> cell) and T in `lengths`.
 
     Each seed is a different initialisation (a `vmap` over init keys), or, when
     `params` (name -> params stacked over a leading seeds axis, e.g. checkpoints of a
-    training run) is given, those params. The inputs are standard normal [batch, T,
-    input_size], shared by the seeds. Measures:
+    training run) is given, those params. The inputs are `input_scale` times standard
+    normal [batch, T, input_size], shared by the seeds (strong inputs saturate tanh
+    units and hide the recurrent dynamics; weak ones expose them). Measures:
       "grad": `hidden_grad_norms` for the loss sum(h_{T-1} . u) (u a fixed unit
         vector), so dL/dh_k is the signal sent back T-1-k steps;
       "jacobian": `jacobian_norms` (exact) on the first `jacobian_batch` sequences;
@@ -56,7 +58,8 @@ def sweep(cells: dict, lengths, *, seeds=3, batch=8, input_size=4, key=None, par
         u = u / jnp.linalg.norm(u)
         loss_fn = lambda ys: jnp.sum(ys[:, -1] @ u) / ys.shape[0]
         for steps in lengths:
-            xs = jax.random.normal(jax.random.fold_in(k_x, steps), (batch, steps, input_size))
+            xs = input_scale * jax.random.normal(jax.random.fold_in(k_x, steps),
+                                               (batch, steps, input_size))
             out = {}
             if "grad" in measures:
                 out["grad_norms"] = jax.jit(jax.vmap(
@@ -74,6 +77,11 @@ def sweep(cells: dict, lengths, *, seeds=3, batch=8, input_size=4, key=None, par
 
 
 def _row(name, steps, out):
+    with np.errstate(invalid="ignore", divide="ignore"):  # -inf exponents: singular products
+        return _row_values(name, steps, out)
+
+
+def _row_values(name, steps, out):
     row = {"cell": name, "T": steps}
     for measure, prefix in (("grad_norms", "grad"), ("jacobian_norms", "jacobian")):
         if measure in out:
@@ -84,9 +92,8 @@ def _row(name, steps, out):
             row[f"{prefix}_half_life"] = float(np.median([f.half_life for f in fits]))
             if prefix == "grad":
                 row["exploding"] = float(np.mean([f.exploding for f in fits]))
-                with np.errstate(divide="ignore"):
-                    row["grad_log10_ratio"] = float(np.mean(
-                        np.log10(out[measure][:, 0] / out[measure][:, -1])))
+                row["grad_log10_ratio"] = float(np.mean(
+                    np.log10(out[measure][:, 0] / out[measure][:, -1])))
     if "lyapunov" in out:
         row["lyapunov_max"] = float(out["lyapunov"][:, 0].mean())
         row["lyapunov_max_std"] = float(out["lyapunov"][:, 0].std())
