@@ -5,13 +5,15 @@ orthogonal scaled by rho in {0.5, 0.9, 1.0, 1.1, 1.5}, and for the IRNN:
   - ||dL/dh_k|| against the distance T-1-k (one backward pass), its fitted decay
     rate per step, half-life and explosion flag, over seeds;
   - the spectral norm of dh_{T-1}/dh_k (exact) and the Lyapunov spectrum (QR method);
+  - the parameter gradient's norm against the BPTT truncation length;
 and the effect of global-norm gradient clipping on an exploding RNN trained on the
 adding problem.
 
     python -m experiments.gradient_flow --quick      # a couple of minutes on a CPU
 
 Writes results/gradient_flow/{results.json, report.md, grad_flow_cells.png,
-grad_flow_rho.png, lyapunov.png, clipping.png}; finished units are kept in parts/.
+grad_flow_rho.png, lyapunov.png, truncation.png, clipping.png}; finished units are
+kept in parts/.
 """
 
 from __future__ import annotations
@@ -82,6 +84,33 @@ def probe_all(args) -> dict:
     return results
 
 
+def truncation_study(args) -> dict:
+    """||dL/dparams|| against the BPTT truncation length k (loss on the last output),
+    relative to full BPTT, for each cell type at its default init, mean over seeds."""
+    steps = max(args.lengths)
+    part_config = {k: getattr(args, k) for k in ("seeds", "hidden", "lengths", "input_scales")}
+    truncations = sorted({int(k) for k in np.unique(np.geomspace(1, steps, 12).round())})
+    results = {}
+    for name in tqdm(args.cells, desc="truncation"):
+        key = "truncation_" + name
+        saved = common.load_part(args.out, key, part_config)
+        if saved is None:
+            cell = make(name, args.hidden)
+            k_init, k_x, k_u = jax.random.split(jax.random.key(3), 3)
+            xs = args.input_scales[0] * jax.random.normal(k_x, (8, steps, 4))
+            u = jax.random.normal(k_u, (args.hidden,))
+            loss_fn = lambda ys: jnp.mean(ys[:, -1] @ u)
+            norms = jax.jit(jax.vmap(lambda key: probe.truncated_param_grad_norms(
+                cell, cell.init(key, 4), xs, loss_fn, truncations)))(
+                    jax.random.split(k_init, args.seeds))
+            norms = np.asarray(norms)
+            saved = {"truncations": truncations, "norms": norms.tolist(),
+                     "relative": (norms / norms[:, -1:]).mean(axis=0).tolist()}
+            common.save_part(args.out, key, part_config, saved)
+        results[name] = saved
+    return results
+
+
 def clipping_study(args) -> dict:
     """A tanh RNN with rho = clip_rho (chaotic, exploding gradients) trained by SGD on the
     adding problem with and without global-norm clipping, several seeds at once."""
@@ -135,7 +164,7 @@ def clipping_study(args) -> dict:
     return results
 
 
-def plots(probes: dict, clipping: dict, args) -> None:
+def plots(probes: dict, truncation: dict, clipping: dict, args) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -194,6 +223,19 @@ def plots(probes: dict, clipping: dict, args) -> None:
     fig.savefig(args.out / "lyapunov.png", dpi=120)
     plt.close(fig)
 
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, r) in enumerate(truncation.items()):
+        ax.plot(r["truncations"], r["relative"], "o-", ms=3, color=f"C{i}", label=name)
+    ax.set(xscale="log", xlabel="BPTT truncation length k (steps)",
+           ylabel="||dL/dparams|| truncated / full BPTT",
+           title=f"how much gradient the far past carries (T = {longest}, "
+                 f"inputs N(0, {args.input_scales[0]}^2))")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "truncation.png", dpi=120)
+    plt.close(fig)
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for i, (label, r) in enumerate(clipping.items()):
         for j, (loss, norm) in enumerate(zip(r["loss"], r["grad_norm"])):
@@ -211,7 +253,7 @@ def plots(probes: dict, clipping: dict, args) -> None:
     plt.close(fig)
 
 
-def report(probes: dict, clipping: dict, args) -> str:
+def report(probes: dict, truncation: dict, clipping: dict, args) -> str:
     header = ["cell / init", "T", "rate", "half-life", "exploding", "log10 ratio",
               "jacobian rate", "lambda_max"]
     tables = []
@@ -243,6 +285,14 @@ def report(probes: dict, clipping: dict, args) -> str:
         "units switched off at some step kill every direction).", "",
         "Plots: grad_flow_cells.png, grad_flow_rho.png, lyapunov.png.", "",
         *tables,
+        f"## Truncated BPTT: the far past's share of the parameter gradient", "",
+        f"||dL/dparams|| with backpropagation cut k steps before the end, relative to full "
+        f"BPTT (T = {max(args.lengths)}, inputs N(0, {args.input_scales[0]}^2), mean over "
+        "seeds). A ratio near 1 at small k: the far past contributes little. Plot: "
+        "truncation.png.", "",
+        common.markdown_table(["cell"] + [f"k={k}" for k in next(iter(truncation.values()))[
+            "truncations"]], [[name] + [f"{v:.3g}" for v in r["relative"]]
+                              for name, r in truncation.items()]), "",
         f"## Gradient clipping on an exploding RNN (tanh, rho = {args.clip_rho})", "",
         f"SGD (lr 0.05, momentum 0.9), adding problem T = {args.clip_length}, "
         f"{args.steps} steps, batch 32; baseline MSE {ADDING_BASELINE_MSE:.4f}. Per seed: "
@@ -258,15 +308,16 @@ def main(argv=None):
     configurations(args)  # fail on a bad cell name before any work
     args.out.mkdir(parents=True, exist_ok=True)
     probes = probe_all(args)
+    truncation = truncation_study(args)
     clipping = clipping_study(args)
     config = {k: (str(v) if k == "out" else v) for k, v in vars(args).items()}
     common.write_json(args.out / "results.json",
                       {"config": config, "environment": common.environment(),
-                       "probe": probes, "clipping": clipping})
-    plots(probes, clipping, args)
-    (args.out / "report.md").write_text(report(probes, clipping, args))
+                       "probe": probes, "truncation": truncation, "clipping": clipping})
+    plots(probes, truncation, clipping, args)
+    (args.out / "report.md").write_text(report(probes, truncation, clipping, args))
     print(f"wrote {args.out}/report.md")
-    return probes, clipping
+    return probes, truncation, clipping
 
 
 if __name__ == "__main__":

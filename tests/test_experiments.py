@@ -46,18 +46,20 @@ def test_unknown_cell_name_fails_before_any_work(tmp_path):
 def test_gradient_flow_study_at_a_tiny_size(tmp_path):
     from experiments import gradient_flow
     out = tmp_path / "gf"
-    probes, clipping = gradient_flow.main([
+    probes, truncation, clipping = gradient_flow.main([
         "--cells", "tanh,lstm", "--rho-cells", "tanh", "--rhos", "0.5,1.5", "--seeds", "2",
         "--steps", "5", "--hidden", "4", "--lengths", "8,16", "--input-scales", "0.1",
         "--out", str(out)])
     for name in ("results.json", "report.md", "grad_flow_cells.png", "grad_flow_rho.png",
-                 "lyapunov.png", "clipping.png"):
+                 "lyapunov.png", "truncation.png", "clipping.png"):
         assert (out / name).stat().st_size > 0
     assert set(probes["0.1"]) == {"tanh", "lstm", "tanh rho=0.5", "tanh rho=1.5"}
     rows = {(r["T"]): r for r in probes["0.1"]["tanh rho=0.5"]["rows"]}
     # weak inputs keep tanh near its linear regime: the decay rate is close to ln(rho)
     assert abs(rows[16]["grad_rate"] - np.log(0.5)) < 0.05
     assert np.asarray(probes["0.1"]["lstm"]["arrays"]["16"]["lyapunov"]).shape == (2, 8)
+    ks = truncation["lstm"]["truncations"]
+    assert ks[0] == 1 and ks[-1] == 16 and truncation["lstm"]["relative"][-1] == 1.0
     assert set(clipping) == {"no clipping", "clip 1.0"}
     assert all(len(l) == 5 for l in clipping["clip 1.0"]["loss"])
     report = (out / "report.md").read_text()
