@@ -144,7 +144,7 @@ def clipping_study(args) -> dict:
                 value, grads = jax.value_and_grad(loss)(params, xs, target)
                 updates, opt_state = tx.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), (
-                    value, optax.global_norm(grads))
+                    value, optax.tree.norm(grads))
 
             _, (losses, norms) = jax.lax.scan(one_step, (params, tx.init(params)),
                                               jax.random.split(key, args.steps))
