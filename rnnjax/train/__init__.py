@@ -1,0 +1,8 @@
+"""Training: a jit-compiled optax step, masked losses, truncated BPTT, checkpointed
+loops that resume, and sweeps over seeds and hyperparameters with vmap."""
+
+from rnnjax.train.losses import accuracy, masked_mean, mse, softmax_cross_entropy, step_mask
+from rnnjax.train.step import TrainState, init_state, make_train_step
+
+__all__ = ["TrainState", "init_state", "make_train_step", "softmax_cross_entropy", "mse",
+           "accuracy", "masked_mean", "step_mask"]

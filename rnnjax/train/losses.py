@@ -1,0 +1,48 @@
+"""Losses over padded sequences: each averages over the valid steps only."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import optax
+
+
+def step_mask(lengths, steps: int, dtype=jnp.float32):
+    """[B, T] 1.0 where t < lengths[b] (all ones when lengths is None)."""
+    if lengths is None:
+        return None
+    return (jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]).astype(dtype)
+
+
+def masked_mean(values, mask=None):
+    """Mean of values [B, T, ...] over the steps where mask [B, T] is 1."""
+    if mask is None:
+        return jnp.mean(values)
+    mask = mask.reshape(mask.shape + (1,) * (values.ndim - mask.ndim))
+    weight = jnp.broadcast_to(mask, values.shape)
+    return jnp.sum(values * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def softmax_cross_entropy(logits, labels, lengths=None):
+    """Mean cross-entropy of logits [B, T, C] against int labels [B, T] over valid steps.
+
+    >>> import jax.numpy as jnp
+    >>> logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1]]]))   # B=1, T=2, C=2
+    >>> float(softmax_cross_entropy(logits, jnp.array([[0, 0]]), lengths=jnp.array([1])))
+    0.6931...
+    """
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return masked_mean(losses, step_mask(lengths, labels.shape[1], losses.dtype))
+
+
+def accuracy(logits, labels, lengths=None):
+    """Fraction of valid steps whose argmax matches the label."""
+    hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return masked_mean(hits, step_mask(lengths, labels.shape[1]))
+
+
+def mse(predictions, targets, lengths=None):
+    """Mean squared error over valid steps ([B, T, ...] with lengths, or any shape without)."""
+    sq = (predictions - targets) ** 2
+    if lengths is None:
+        return jnp.mean(sq)
+    return masked_mean(sq, step_mask(lengths, targets.shape[1], sq.dtype))

@@ -1,0 +1,46 @@
+"""The train state and a jit-compiled train step from any optax optimizer."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue exactly: a pytree, so it checkpoints whole."""
+    params: Any
+    opt_state: Any
+    step: jax.Array   # int32 scalar: updates done (also the data position)
+    key: jax.Array    # PRNG key for dropout and the like; data keys derive from `step`
+
+
+def init_state(params, optimizer: optax.GradientTransformation, key) -> TrainState:
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), key)
+
+
+def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
+                    clip_norm: float | None = None):
+    """`step(state, batch) -> (state, metrics)`, pure and jit-able (and vmap-able).
+
+    loss_fn(params, batch, key) -> (loss, aux metrics dict). Gradients are clipped to
+    global norm `clip_norm` when given; `metrics` always holds `loss`, `grad_norm`
+    (before clipping) and `clipped` (1.0 when the clip acted), plus loss_fn's aux.
+    """
+    def step(state: TrainState, batch):
+        key, sub = jax.random.split(state.key)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, sub)
+        grad_norm = optax.tree.norm(grads)
+        clipped = jnp.zeros((), grad_norm.dtype)
+        if clip_norm is not None:
+            scale = jnp.minimum(1.0, clip_norm / jnp.maximum(grad_norm, 1e-30))
+            grads = jax.tree_util.tree_map(lambda g: g * scale.astype(g.dtype), grads)
+            clipped = (grad_norm > clip_norm).astype(grad_norm.dtype)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": grad_norm, "clipped": clipped, **aux}
+        return TrainState(params, opt_state, state.step + 1, key), metrics
+
+    return step
