@@ -86,6 +86,19 @@ def save_part(out: Path, key: str, config: dict, result) -> None:
     write_json(out / "parts" / f"{key}.json", {"config": config, "result": result})
 
 
+def config_of(args) -> dict:
+    """The run's settings as JSON-ready values."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+def write_results(args, payload: dict, report_text: str) -> None:
+    """DIR/results.json (config, environment and `payload`) and DIR/report.md."""
+    write_json(args.out / "results.json",
+               {"config": config_of(args), "environment": environment(), **payload})
+    (args.out / "report.md").write_text(report_text)
+    print(f"wrote {args.out}/report.md")
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

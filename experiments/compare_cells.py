@@ -209,7 +209,7 @@ def report(results: dict, args) -> str:
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
                              add_arguments)
-    config = {k: (str(v) if k == "out" else v) for k, v in vars(args).items()}
+    config = common.config_of(args)
     for name in args.cells:
         make(name, args.hidden)  # fail on a bad name or size before any work
     eval_interval(args)
@@ -221,12 +221,9 @@ def main(argv=None):
         if results[name] is None:
             results[name] = run_cell(name, args)
             common.save_part(args.out, name, part_config, results[name])
-    common.write_json(args.out / "results.json",
-                      {"config": config, "environment": common.environment(),
-                       "baseline_mse": ADDING_BASELINE_MSE, "results": results})
     plots(results, args)
-    (args.out / "report.md").write_text(report(results, args))
-    print(f"wrote {args.out}/report.md")
+    common.write_results(args, {"baseline_mse": ADDING_BASELINE_MSE, "results": results},
+                         report(results, args))
     return results
 
 

@@ -310,13 +310,10 @@ def main(argv=None):
     probes = probe_all(args)
     truncation = truncation_study(args)
     clipping = clipping_study(args)
-    config = {k: (str(v) if k == "out" else v) for k, v in vars(args).items()}
-    common.write_json(args.out / "results.json",
-                      {"config": config, "environment": common.environment(),
-                       "probe": probes, "truncation": truncation, "clipping": clipping})
     plots(probes, truncation, clipping, args)
-    (args.out / "report.md").write_text(report(probes, truncation, clipping, args))
-    print(f"wrote {args.out}/report.md")
+    common.write_results(args, {"probe": probes, "truncation": truncation,
+                                "clipping": clipping},
+                         report(probes, truncation, clipping, args))
     return probes, truncation, clipping
 
 

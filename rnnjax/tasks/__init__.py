@@ -1,5 +1,6 @@
 """Data for the classic sequence tasks: pure functions of a PRNG key."""
 
 from rnnjax.tasks.adding import ADDING_BASELINE_MSE, adding_batch
+from rnnjax.tasks.copy_memory import copy_memory_baseline, copy_memory_batch
 
-__all__ = ["adding_batch", "ADDING_BASELINE_MSE"]
+__all__ = ["adding_batch", "ADDING_BASELINE_MSE", "copy_memory_batch", "copy_memory_baseline"]
