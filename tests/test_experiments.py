@@ -64,3 +64,25 @@ def test_gradient_flow_study_at_a_tiny_size(tmp_path):
     assert all(len(l) == 5 for l in clipping["clip 1.0"]["loss"])
     report = (out / "report.md").read_text()
     assert "| tanh rho=1.5 | 16 |" in report and "Gradient clipping" in report
+
+
+def test_copy_memory_trains_checkpoints_and_resumes(tmp_path):
+    from experiments import copy_memory
+    from rnnjax.tasks import copy_memory_baseline
+    out = tmp_path / "cm"
+    argv = ["--cells", "gru", "--seeds", "2", "--steps", "6", "--hidden", "8", "--length", "3",
+            "--out", str(out)]
+    first = copy_memory.main(argv + ["--steps", "4"])   # an "interrupted" run: 4 of 6 steps
+    assert (out / "gru" / "checkpoints").is_dir()
+    results = copy_memory.main(argv)                   # resumes at step 4, ends at 6
+    history = results["gru"]["history"]
+    assert [h["step"] for h in history][:1] == [0] and history[-1]["step"] == 5
+    assert len({h["step"] for h in history}) == len(history)  # each logged step once
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["baseline"] == pytest.approx(copy_memory_baseline(3))
+    r = saved["results"]["gru"]
+    assert len(r["test_loss"]) == 2 and np.asarray(r["grad_norms_trained"]).shape == (2, 23)
+    assert r["test_loss"] != first["gru"]["test_loss"]   # the two extra steps changed params
+    for name in ("report.md", "training.png", "grad_flow.png", "gru/curves.png",
+                 "gru/metrics.jsonl"):
+        assert (out / name).stat().st_size > 0
