@@ -11,7 +11,8 @@ CELLS = {
     "tanh": rj.SimpleRNN(hidden_size=6),
     "relu": rj.SimpleRNN(hidden_size=6, activation="relu", recurrent_scale=0.9),
     "irnn": rj.IRNN(hidden_size=6),
-    "lstm": rj.LSTM(hidden_size=6),
+    "lstm": rj.LSTM(hidden_size=6),                      # hand-written backward
+    "lstm_autodiff": rj.LSTM(hidden_size=6, fused=False),  # the generic scan
     "peephole": rj.PeepholeLSTM(hidden_size=6, peephole_scale=0.5),
     "gru": rj.GRU(hidden_size=6),
     "gru_reset_after": rj.GRU(hidden_size=6, reset_after=True),

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from rnnjax import _checks
 from rnnjax.cells.base import Cell, frozen, split_gates
+from rnnjax.cells.lstm_scan import lstm_scan
 
 
 class LSTMCarry(NamedTuple):
@@ -29,6 +30,11 @@ class LSTM(Cell):
     which starts at `forget_bias` (Gers et al., 2000; Jozefowicz et al., 2015).
     The carry is `LSTMCarry(h, c)`, each [*batch, H]; the output is h.
 
+    `fused=True` (default): `rj.unroll` runs the loop with a hand-written backward
+    pass (`rnnjax.cells.lstm_scan`, faster; see benchmarks/NOTES.md). It supports
+    reverse-mode only: set `fused=False` for forward-mode autodiff (`jax.jvp`,
+    `jax.jacfwd`) through `rj.unroll`. The step itself is plain jax either way.
+
     >>> import jax, rnnjax as rj
     >>> cell = rj.LSTM(hidden_size=8)
     >>> params = cell.init(jax.random.key(0), input_size=3)
@@ -40,6 +46,7 @@ class LSTM(Cell):
     forget_bias: float = 1.0
     recurrent_init: Union[str, Callable] = "orthogonal"
     recurrent_scale: float = 1.0
+    fused: bool = True
     gates = 4
 
     def init(self, key, input_size, dtype=jnp.float32):
@@ -63,6 +70,15 @@ class LSTM(Cell):
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMCarry(h, c), h
+
+    @property
+    def fused_scan(self):
+        """The time loop for `rj.unroll` (None: the generic scan of `step`)."""
+        return self._lstm_scan if self.fused else None
+
+    def _lstm_scan(self, params, xp, carry, alive, unroll):
+        (h, c), ys = lstm_scan(params["W_h"], xp, carry.h, carry.c, alive, unroll)
+        return LSTMCarry(h, c), ys
 
 
 @frozen
@@ -89,6 +105,7 @@ class PeepholeLSTM(LSTM):
     recurrent_init: Union[str, Callable] = "orthogonal"
     recurrent_scale: float = 1.0
     peephole_scale: float = 0.1
+    fused_scan = None  # the peepholes need their own backward: the generic loop (`fused` unused)
 
     def init(self, key, input_size, dtype=jnp.float32):
         input_size = _checks.positive_int("input_size", input_size)
