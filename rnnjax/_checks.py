@@ -76,3 +76,18 @@ def same_structure(name: str, given, expected):
             shapes = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), given)
             want = jax.tree_util.tree_map(lambda a: tuple(a.shape), expected)
             raise ValueError(f"{name} must have leaf shapes {want}, got {shapes}")
+
+
+def carry_or_initial(model, carry, batch: int, dtype):
+    """`model.initial_carry((batch,))` when `carry` is None, else `carry` checked against it."""
+    if carry is None:
+        return model.initial_carry((batch,), dtype)
+    same_structure("carry", carry, jax.eval_shape(lambda: model.initial_carry((batch,), dtype)))
+    return carry
+
+
+def batch_major_sequences(model, params, xs, carry):
+    """Check xs [B, T, F] against the model's input size; return (xs, carry or the initial one)."""
+    xs = float_array("xs", xs, rank=3, layout="[B, T, F]")
+    feature_size("xs", xs, model.input_size_of(params))
+    return xs, carry_or_initial(model, carry, xs.shape[0], xs.dtype)

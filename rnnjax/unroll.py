@@ -53,11 +53,7 @@ def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
         xs = jnp.swapaxes(xs, 0, 1)
     steps, batch = xs.shape[0], xs.shape[1]
     lengths = None if seq_lengths is None else _checks.seq_lengths(seq_lengths, batch, steps)
-    if carry is None:
-        carry = model.initial_carry((batch,), xs.dtype)
-    else:
-        expected = jax.eval_shape(lambda: model.initial_carry((batch,), xs.dtype))
-        _checks.same_structure("carry", carry, expected)
+    carry = _checks.carry_or_initial(model, carry, batch, xs.dtype)
     _checks.positive_int("unroll", unroll)
     carry, ys = _unroll_jit(model, params, xs, carry, lengths, reverse, unroll, remat, key)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))

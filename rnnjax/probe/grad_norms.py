@@ -29,10 +29,7 @@ def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):
     Returns:
       [T] float: mean over the batch of ||dL/dh_k||_2, k = 0 .. T-1.
     """
-    xs = _checks.float_array("xs", xs, rank=3, layout="[B, T, F]")
-    _checks.feature_size("xs", xs, cell.input_size_of(params))
-    batch = xs.shape[0]
-    carry = cell.initial_carry((batch,), xs.dtype) if carry is None else carry
+    xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     xp = jnp.swapaxes(cell.project_inputs(params, xs), 0, 1)  # [T, B, G*H]
 
     def loss_of_perturbation(eps):
@@ -61,8 +58,7 @@ def truncated_param_grad_norms(cell, params, xs, loss_fn, truncations, carry=Non
 
     Returns [len(truncations)] floats; the batch is whatever `loss_fn` averages.
     """
-    xs = _checks.float_array("xs", xs, rank=3, layout="[B, T, F]")
-    _checks.feature_size("xs", xs, cell.input_size_of(params))
+    xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     steps = xs.shape[1]
     ks = jnp.asarray(truncations)
     if ks.ndim != 1 or not jnp.issubdtype(ks.dtype, jnp.integer):
@@ -71,7 +67,6 @@ def truncated_param_grad_norms(cell, params, xs, loss_fn, truncations, carry=Non
     if _checks.is_concrete(ks) and ks.size and (int(ks.min()) < 1 or int(ks.max()) > steps):
         raise ValueError(f"truncations must lie in [1, {steps}] (T = {steps}), "
                          f"got values in [{int(ks.min())}, {int(ks.max())}]")
-    carry = cell.initial_carry((xs.shape[0],), xs.dtype) if carry is None else carry
     xs_tm = jnp.swapaxes(xs, 0, 1)
 
     def loss_truncated(params, k):

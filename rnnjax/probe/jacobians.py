@@ -15,14 +15,6 @@ from jax.flatten_util import ravel_pytree
 from rnnjax import _checks
 
 
-def _prepare(cell, params, xs, carry):
-    xs = _checks.float_array("xs", xs, rank=3, layout="[B, T, F]")
-    _checks.feature_size("xs", xs, cell.input_size_of(params))
-    if carry is None:
-        carry = cell.initial_carry((xs.shape[0],), xs.dtype)
-    return xs, carry
-
-
 def _split_carry(carry_example):
     leaves, treedef = jax.tree_util.tree_flatten(carry_example)
     is_float = [jnp.issubdtype(l.dtype, jnp.floating) for l in leaves]
@@ -64,7 +56,7 @@ def step_jacobians(cell, params, xs, carry=None):
     Exact (forward-mode, one jvp per state unit). Their singular values are
     `jnp.linalg.svd(step_jacobians(...), compute_uv=False)`.
     """
-    xs, carry = _prepare(cell, params, xs, carry)
+    xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     xp = cell.project_inputs(params, xs)  # [B, T, G*H]
 
     def one_sequence(carry_b, xp_b):
@@ -96,7 +88,7 @@ def jacobian_norms(cell, params, xs, carry=None, method="auto", iterations=30, k
         axis): O(iterations T^2 S^2) work and no S x S matrix.
       "auto": "exact" for state sizes up to 512, else "power".
     """
-    xs, carry = _prepare(cell, params, xs, carry)
+    xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     mask = hidden_mask(cell, jax.tree_util.tree_map(lambda l: l[0], carry))
     if method == "auto":
         method = "exact" if mask.shape[0] <= 512 else "power"
@@ -193,7 +185,7 @@ def lyapunov_spectrum(cell, params, xs, k=None, carry=None):
     re-orthonormalise (Z = J_t Q = Q' R), and average log |diag R| over the T
     steps. k defaults to the whole state size. Returns [k], sorted descending.
     """
-    xs, carry = _prepare(cell, params, xs, carry)
+    xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     xp = cell.project_inputs(params, xs)
 
     def one_sequence(carry_b, xp_b):
