@@ -75,20 +75,20 @@ _unroll_jit = jax.jit(unroll_time_major, static_argnums=(0, 5, 6, 7))
 def scan_cell(cell, params, xs, carry, lengths=None, reverse=False, unroll=1, remat=False):
     """`lax.scan` of `cell.step` over time-major xs [T, B, F].
 
-    A cell with a `fused_scan(params, xp, carry, alive, unroll)` method (the LSTM: a
+    A cell with a `fused_scan(params, xs, carry, alive, unroll)` method (the LSTM: a
     hand-written backward pass) runs that loop instead, unless `remat` is asked for.
     """
     steps = xs.shape[0]
-    xp = cell.project_inputs(params, xs)  # one matmul over all steps
     if reverse and lengths is not None:
-        xp = reverse_within_lengths(xp, lengths)
+        xs = reverse_within_lengths(xs, lengths)
     flip = reverse and lengths is None
     fused_scan = None if remat else getattr(cell, "fused_scan", None)
     if fused_scan is not None:
         alive = None if lengths is None else jnp.arange(steps)[:, None] < lengths[None, :]
-        carry, ys = fused_scan(params, xp[::-1] if flip else xp, carry, alive, unroll)
+        carry, ys = fused_scan(params, xs[::-1] if flip else xs, carry, alive, unroll)
         ys = ys[::-1] if flip else ys
     else:
+        xp = cell.project_inputs(params, xs)  # one matmul over all steps
         carry, ys = _scan_steps(cell, params, xp, carry, lengths, flip, unroll, remat)
     if reverse and lengths is not None:
         ys = reverse_within_lengths(ys, lengths)

@@ -76,8 +76,9 @@ class LSTM(Cell):
         """The time loop for `rj.unroll` (None: the generic scan of `step`)."""
         return self._lstm_scan if self.fused else None
 
-    def _lstm_scan(self, params, xp, carry, alive, unroll):
-        (h, c), ys = lstm_scan(params["W_h"], xp, carry.h, carry.c, alive, unroll)
+    def _lstm_scan(self, params, xs, carry, alive, unroll):
+        (h, c), ys = lstm_scan(params["W_x"], params["W_h"], params["b"], xs, carry.h,
+                               carry.c, alive, unroll)
         return LSTMCarry(h, c), ys
 
 
