@@ -73,6 +73,7 @@ import numpy as np
 from jax import lax
 
 import rnnjax as rj
+from benchmarks.timing import block, compile_fn
 
 # "torch1" is torch again with `torch.set_num_threads(1)` while it is timed: on a
 # shared machine torch's OpenMP threads at the default count can stall on each other
@@ -324,16 +325,6 @@ def check_equivalence(cells, libs, key, tol=1e-4):
 
 
 # -- timing -------------------------------------------------------------------------------
-
-def block(x):
-    return jax.tree_util.tree_map(lambda a: a.block_until_ready(), x)
-
-
-def compile_fn(fn, *args):
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return compiled, time.perf_counter() - start
-
 
 def memory(compiled):
     try:

@@ -43,6 +43,7 @@ import numpy as np
 from jax import lax
 
 import rnnjax as rj
+from benchmarks.timing import block, compile_fn
 from rnnjax import probe
 
 CELL_MAKERS = {
@@ -117,16 +118,6 @@ def make_naive(cell, loss_fn, map_batch=None):
 
 
 # -- timing --------------------------------------------------------------------------
-
-def block(x):
-    return jax.tree_util.tree_map(lambda a: a.block_until_ready(), x)
-
-
-def compile_fn(fn, *args):
-    start = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    return compiled, time.perf_counter() - start
-
 
 def time_fn(compiled, args, repeats, budget_s):
     """A warm-up call, then up to `repeats` timed calls: stop after 3 once `budget_s`

@@ -18,7 +18,6 @@ function of the step -> `make_train_step` -> `sweep_states` -> `fit` -> results.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm import tqdm

@@ -285,7 +285,7 @@ def report(probes: dict, truncation: dict, clipping: dict, args) -> str:
         "units switched off at some step kill every direction).", "",
         "Plots: grad_flow_cells.png, grad_flow_rho.png, lyapunov.png.", "",
         *tables,
-        f"## Truncated BPTT: the far past's share of the parameter gradient", "",
+        "## Truncated BPTT: the far past's share of the parameter gradient", "",
         f"||dL/dparams|| with backpropagation cut k steps before the end, relative to full "
         f"BPTT (T = {max(args.lengths)}, inputs N(0, {args.input_scales[0]}^2), mean over "
         "seeds). A ratio near 1 at small k: the far past contributes little. Plot: "
