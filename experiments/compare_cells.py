@@ -155,9 +155,7 @@ def plots(results: dict, args) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("log10 ||dL/dh_k|| / ||dL/dh_(T-1)||  (mean over seeds)")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "grad_flow.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "grad_flow.png")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, r) in enumerate(results.items()):
@@ -172,9 +170,7 @@ def plots(results: dict, args) -> None:
     ax.set_title(f"adding problem, T = {args.length}")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(args.out / "training.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "training.png")
 
 
 def report(results: dict, args) -> str:

@@ -134,9 +134,7 @@ def plots(results: dict, args) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "training.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "training.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, key, title in zip(axes, ("grad_norms_init", "grad_norms_trained"),
@@ -149,9 +147,7 @@ def plots(results: dict, args) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("log10 ||dL/dh_k|| (mean over seeds)")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "grad_flow.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "grad_flow.png")
 
 
 def report(results: dict, args) -> str:

@@ -189,9 +189,7 @@ def plots(probes: dict, truncation: dict, clipping: dict, args) -> None:
     axes[0, 0].set_ylabel("log10 ||dL/dh_k|| / ||dL/dh_(T-1)||")
     axes[0, 0].legend()
     fig.suptitle("gradient flow at initialisation (mean over seeds)")
-    fig.tight_layout()
-    fig.savefig(args.out / "grad_flow_cells.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "grad_flow_cells.png")
 
     fig, axes = panels(len(scales), len(args.rho_cells), 5, 3.8)
     for row, scale in enumerate(scales):
@@ -204,9 +202,7 @@ def plots(probes: dict, truncation: dict, clipping: dict, args) -> None:
             ax.grid(alpha=0.3)
         axes[row, 0].set_ylabel("log10 relative ||dL/dh_k||")
     axes[0, 0].legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "grad_flow_rho.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "grad_flow_rho.png")
 
     fig, axes = panels(1, len(scales), 6, 4.5)
     for ax, scale in zip(axes[0], scales):
@@ -219,9 +215,7 @@ def plots(probes: dict, truncation: dict, clipping: dict, args) -> None:
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("Lyapunov exponent (ln, per step)")
     axes[0, 0].legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "lyapunov.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "lyapunov.png")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, r) in enumerate(truncation.items()):
@@ -232,9 +226,7 @@ def plots(probes: dict, truncation: dict, clipping: dict, args) -> None:
                  f"inputs N(0, {args.input_scales[0]}^2))")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "truncation.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "truncation.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for i, (label, r) in enumerate(clipping.items()):
@@ -248,9 +240,7 @@ def plots(probes: dict, truncation: dict, clipping: dict, args) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "clipping.png", dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, args.out / "clipping.png")
 
 
 def report(probes: dict, truncation: dict, clipping: dict, args) -> str:
