@@ -122,15 +122,11 @@ def _power_product_norms(cell, params, xs, carry, mask, iterations, key):
     def one_sequence(carry_b, xp_b, key_b):
         step, (state0, aux0) = _state_step(cell, params, carry_b)
 
-        def forward(sa, xp_t):
-            state, aux = sa
-            new = step(state, aux, xp_t)
-            return new, new[0]
+        def forward(sa, xp_t):  # emits the (state, aux) each step reads
+            return step(sa[0], sa[1], xp_t), sa
 
-        # primal states s_0 .. s_{T-1}; the step into s_t reads s_{t-1}
-        _, states = lax.scan(forward, (state0, aux0), xp_b)
-        aux_seq = _aux_sequence(step, state0, aux0, xp_b)
-        prev_states = jnp.concatenate([state0[None], states[:-1]])
+        # one primal pass: the state s_{t-1} and step counters entering each step t
+        _, (prev_states, aux_seq) = lax.scan(forward, (state0, aux0), xp_b)
         linear = lambda t_state, aux, xp_t, v: jax.jvp(
             lambda s: step(s, aux, xp_t)[0], (t_state,), (v,))[1]
 
@@ -168,13 +164,6 @@ def _power_product_norms(cell, params, xs, carry, mask, iterations, key):
 
     keys = jax.random.split(key, xs.shape[0])
     return jax.vmap(one_sequence)(carry, xp, keys)
-
-
-def _aux_sequence(step, state0, aux0, xp_b):
-    """The non-float carry (step counters) entering each step: aux_{t-1} for t = 0..T-1."""
-    def body(sa, xp_t):
-        return step(sa[0], sa[1], xp_t), sa[1]
-    return lax.scan(body, (state0, aux0), xp_b)[1]
 
 
 def lyapunov_spectrum(cell, params, xs, k=None, carry=None):
