@@ -30,6 +30,7 @@ from experiments import common
 from rnnjax import probe
 from rnnjax.cells import make
 from rnnjax.tasks import ADDING_BASELINE_MSE, adding_batch
+from rnnjax.train import init_state, make_train_step
 
 NAME = "compare_cells"
 DEFAULTS = dict(cells=["tanh", "irnn", "lstm", "peephole", "gru", "clockwork"], seeds=3,
@@ -75,38 +76,34 @@ def build(name: str, hidden: int):
 def run_cell(name: str, args) -> dict:
     init, loss, grad_flow = build(name, args.hidden)
     every = eval_interval(args)
-    optimizer = optax.chain(optax.clip_by_global_norm(args.clip), optax.adam(args.lr))
+    optimizer = optax.adam(args.lr)
+    step = make_train_step(lambda params, batch, key: (loss(params, *batch), {}), optimizer,
+                           clip_norm=args.clip)
     seed_keys = jax.random.split(jax.random.key(0), args.seeds)
-    params = jax.vmap(init)(seed_keys)
-    opt_state = jax.vmap(optimizer.init)(params)
+    state = jax.vmap(lambda k: init_state(init(k), optimizer, k))(seed_keys)
     test_xs, test_y = adding_batch(jax.random.key(10_000), 1000, args.length)
     probe_xs, probe_y = adding_batch(jax.random.key(20_000), 32, args.probe_length)
 
-    def train_chunk(params, opt_state, key):
+    def train_chunk(state, key):
         def one_step(state, k):
-            params, opt_state = state
-            xs, target = adding_batch(k, args.batch, args.length)
-            value, grads = jax.value_and_grad(loss)(params, xs, target)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), value
+            return step(state, adding_batch(k, args.batch, args.length))[0], None
 
-        (params, opt_state), losses = jax.lax.scan(
-            one_step, (params, opt_state), jax.random.split(key, every))
-        return params, opt_state, losses.mean(), loss(params, test_xs, test_y)
+        state, _ = jax.lax.scan(one_step, state, jax.random.split(key, every))
+        return state, loss(state.params, test_xs, test_y)
 
     train_chunk = jax.jit(jax.vmap(train_chunk))
     flow = jax.jit(jax.vmap(grad_flow, in_axes=(0, None, None)))
     test_loss = jax.jit(jax.vmap(loss, in_axes=(0, None, None)))
 
     start = time.time()
-    flow_init = np.asarray(flow(params, probe_xs, probe_y))
-    curve = [(0, np.asarray(test_loss(params, test_xs, test_y)).tolist())]
+    flow_init = np.asarray(flow(state.params, probe_xs, probe_y))
+    curve = [(0, np.asarray(test_loss(state.params, test_xs, test_y)).tolist())]
     data_keys = jax.random.split(jax.random.key(1), args.seeds)
     for chunk in tqdm(range(args.steps // every), desc=f"{name:>9}", leave=False):
         keys = jax.vmap(lambda k: jax.random.fold_in(k, chunk))(data_keys)
-        params, opt_state, _, test = train_chunk(params, opt_state, keys)
+        state, test = train_chunk(state, keys)
         curve.append(((chunk + 1) * every, np.asarray(test).tolist()))
-    flow_trained = np.asarray(flow(params, probe_xs, probe_y))
+    flow_trained = np.asarray(flow(state.params, probe_xs, probe_y))
     final = curve[-1][1]
     return {
         "grad_norms_init": flow_init.tolist(),       # [seeds, T], k = 0 .. T-1

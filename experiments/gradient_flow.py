@@ -31,6 +31,7 @@ from experiments import common
 from rnnjax import probe
 from rnnjax.cells import make
 from rnnjax.tasks import ADDING_BASELINE_MSE, adding_batch
+from rnnjax.train import init_state, make_train_step
 
 NAME = "gradient_flow"
 DEFAULTS = dict(cells=["tanh", "relu", "irnn", "lstm", "peephole", "gru", "clockwork"],
@@ -132,21 +133,15 @@ def clipping_study(args) -> dict:
     results = {}
     for label, clip in (("no clipping", None), ("clip 1.0", 1.0)):
         tx = optax.sgd(0.05, momentum=0.9)
-        if clip is not None:
-            tx = optax.chain(optax.clip_by_global_norm(clip), tx)
+        step = make_train_step(lambda params, batch, key: (loss(params, *batch), {}), tx,
+                               clip_norm=clip)
 
         def train(key):
-            params = init(key)
-
             def one_step(state, k):
-                params, opt_state = state
-                xs, target = adding_batch(k, 32, args.clip_length)
-                value, grads = jax.value_and_grad(loss)(params, xs, target)
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), (
-                    value, optax.tree.norm(grads))
+                state, metrics = step(state, adding_batch(k, 32, args.clip_length))
+                return state, (metrics["loss"], metrics["grad_norm"])  # norm before clipping
 
-            _, (losses, norms) = jax.lax.scan(one_step, (params, tx.init(params)),
+            _, (losses, norms) = jax.lax.scan(one_step, init_state(init(key), tx, key),
                                               jax.random.split(key, args.steps))
             return losses, norms
 
