@@ -2,8 +2,8 @@
 
 A model is a cell (anything with `project_inputs` and `step`) or a sequence model
 (`Stacked`, `Bidirectional`: anything with `unroll_time_major`). The input matmul of
-a cell runs once over all steps, outside the scan; the scan carries only the
-recurrent part.
+a cell runs once over all steps, outside the scan (inside the checkpointed step with
+`remat`); the scan carries only the recurrent part.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
       time_major: layout of `xs` and outputs; None takes the model's own
         `time_major` attribute where it has one (see `interop.from_torch`), else False.
       unroll: steps per scan iteration (`lax.scan`'s `unroll`).
-      remat: recompute each step in the backward pass (`jax.checkpoint`): memory
-        O(T * carry) instead of O(T * activations).
+      remat: recompute in the backward pass instead of storing: each step
+        (`jax.checkpoint`, memory O(T * carry) instead of O(T * activations)); the
+        LSTM keeps the carry every ~sqrt(T) steps and re-runs each chunk (memory
+        O(sqrt(T)) steps). About one extra forward pass of time.
       key: PRNG key for dropout in a `Stacked` (none: no dropout).
 
     >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -75,29 +77,32 @@ _unroll_jit = jax.jit(unroll_time_major, static_argnums=(0, 5, 6, 7))
 def scan_cell(cell, params, xs, carry, lengths=None, reverse=False, unroll=1, remat=False):
     """`lax.scan` of `cell.step` over time-major xs [T, B, F].
 
-    A cell with a `fused_scan(params, xs, carry, alive, unroll)` method (the LSTM: a
-    hand-written backward pass) runs that loop instead, unless `remat` is asked for.
+    A cell with a `fused_scan(params, xs, carry, alive, unroll, remat)` method (the
+    LSTM: a hand-written backward pass) runs that loop instead.
     """
     steps = xs.shape[0]
     if reverse and lengths is not None:
         xs = reverse_within_lengths(xs, lengths)
     flip = reverse and lengths is None
-    fused_scan = None if remat else getattr(cell, "fused_scan", None)
+    fused_scan = getattr(cell, "fused_scan", None)
     if fused_scan is not None:
         alive = None if lengths is None else jnp.arange(steps)[:, None] < lengths[None, :]
-        carry, ys = fused_scan(params, xs[::-1] if flip else xs, carry, alive, unroll)
+        carry, ys = fused_scan(params, xs[::-1] if flip else xs, carry, alive, unroll, remat)
         ys = ys[::-1] if flip else ys
     else:
-        xp = cell.project_inputs(params, xs)  # one matmul over all steps
-        carry, ys = _scan_steps(cell, params, xp, carry, lengths, flip, unroll, remat)
+        carry, ys = _scan_steps(cell, params, xs, carry, lengths, flip, unroll, remat)
     if reverse and lengths is not None:
         ys = reverse_within_lengths(ys, lengths)
     return carry, ys
 
 
-def _scan_steps(cell, params, xp, carry, lengths, reverse, unroll, remat):
+def _scan_steps(cell, params, xs, carry, lengths, reverse, unroll, remat):
+    """The generic loop. Without remat the input matmul of all steps runs outside the
+    scan; with remat it runs inside the checkpointed step, so that only the carries
+    (not a [T, B, G*H] projection and its cotangent) span the sequence."""
     def body(carry, inputs):
-        xp_t, t = inputs
+        x_t, t = inputs
+        xp_t = cell.project_inputs(params, x_t) if remat else x_t
         new_carry, y = cell.step(params, carry, xp_t)
         if lengths is not None:
             alive = t < lengths
@@ -109,7 +114,9 @@ def _scan_steps(cell, params, xp, carry, lengths, reverse, unroll, remat):
 
     if remat:
         body = jax.checkpoint(body)
-    return lax.scan(body, carry, (xp, jnp.arange(xp.shape[0])), unroll=unroll,
+    else:
+        xs = cell.project_inputs(params, xs)  # one matmul over all steps
+    return lax.scan(body, carry, (xs, jnp.arange(xs.shape[0])), unroll=unroll,
                     reverse=reverse)
 
 

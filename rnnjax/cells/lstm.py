@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from rnnjax import _checks
 from rnnjax.cells.base import Cell, frozen, split_gates
-from rnnjax.cells.lstm_scan import lstm_scan
+from rnnjax.cells.lstm_scan import lstm_scan, remat_chunk
 
 
 class LSTMCarry(NamedTuple):
@@ -76,9 +76,10 @@ class LSTM(Cell):
         """The time loop for `rj.unroll` (None: the generic scan of `step`)."""
         return self._lstm_scan if self.fused else None
 
-    def _lstm_scan(self, params, xs, carry, alive, unroll):
+    def _lstm_scan(self, params, xs, carry, alive, unroll, remat=False):
+        chunk = remat_chunk(xs.shape[0]) if remat else None  # O(sqrt(T)) memory
         (h, c), ys = lstm_scan(params["W_x"], params["W_h"], params["b"], xs, carry.h,
-                               carry.c, alive, unroll)
+                               carry.c, alive, unroll, chunk)
         return LSTMCarry(h, c), ys
 
 
