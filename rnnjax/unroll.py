@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax.cells.fused import fused_loop, remat_chunk
 
 
 def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
@@ -77,17 +78,20 @@ _unroll_jit = jax.jit(unroll_time_major, static_argnums=(0, 5, 6, 7))
 def scan_cell(cell, params, xs, carry, lengths=None, reverse=False, unroll=1, remat=False):
     """`lax.scan` of `cell.step` over time-major xs [T, B, F].
 
-    A cell with a `fused_scan(params, xs, carry, alive, unroll, remat)` method (the
-    LSTM: a hand-written backward pass) runs that loop instead.
+    A cell with a `loop_rule` (LSTM, GRU: a hand-written backward pass, see
+    `rnnjax.cells.fused`) runs that loop instead; with `remat` it keeps the carry
+    every ~sqrt(T) steps.
     """
     steps = xs.shape[0]
     if reverse and lengths is not None:
         xs = reverse_within_lengths(xs, lengths)
     flip = reverse and lengths is None
-    fused_scan = getattr(cell, "fused_scan", None)
-    if fused_scan is not None:
+    rule = getattr(cell, "loop_rule", None)
+    if rule is not None:
         alive = None if lengths is None else jnp.arange(steps)[:, None] < lengths[None, :]
-        carry, ys = fused_scan(params, xs[::-1] if flip else xs, carry, alive, unroll, remat)
+        chunk = remat_chunk(steps) if remat else None
+        carry, ys = fused_loop(rule, params, xs[::-1] if flip else xs, carry, alive, unroll,
+                               chunk)
         ys = ys[::-1] if flip else ys
     else:
         carry, ys = _scan_steps(cell, params, xs, carry, lengths, flip, unroll, remat)

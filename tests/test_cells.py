@@ -61,7 +61,7 @@ def test_gradients_match_finite_differences(name):
             return jnp.sum(ys ** 2) + jnp.sum(cell.hidden(carry))
 
         # a hand-written backward (custom_vjp) is reverse-mode only
-        modes = ("rev",) if getattr(cell, "fused_scan", None) else ("fwd", "rev")
+        modes = ("rev",) if getattr(cell, "loop_rule", None) else ("fwd", "rev")
         check_grads(loss, (params, xs), order=1, modes=modes, eps=1e-6,
                     atol=1e-7, rtol=1e-7)
 
@@ -176,19 +176,31 @@ def test_clockwork_masked_weights_never_act():
     assert np.any(np.asarray(grad)[mask == 1] != 0)
 
 
+FAST_PATHS = {"lstm": lambda fused: rj.LSTM(6, fused=fused),
+              "gru": lambda fused: rj.GRU(6, fused=fused),
+              "gru_reset_after": lambda fused: rj.GRU(6, reset_after=True, fused=fused)}
+
+
+@pytest.mark.parametrize("name", FAST_PATHS)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("lengths", [None, (9, 5, 0)])
-def test_lstm_hand_written_backward_equals_autodiff(reverse, lengths):
-    fused, plain = rj.LSTM(6), rj.LSTM(6, fused=False)
+def test_hand_written_backward_equals_autodiff(name, reverse, lengths):
+    """The fast path (`loop_rule`) against autodiff of the generic scan of `step`:
+    outputs, final carry, gradients of params, inputs and initial carry; also with
+    remat (chunked re-run of the fast path vs jax.checkpoint of each step)."""
+    fused, plain = FAST_PATHS[name](True), FAST_PATHS[name](False)
+    assert fused.loop_rule is not None and plain.loop_rule is None
     params, xs = setup(fused, seed=5)
     carry0 = randomize(fused.initial_carry((B,)), jax.random.key(6))
     lengths = None if lengths is None else jnp.array(lengths)
 
-    def loss(cell, params, xs, carry):
+    def loss(cell, params, xs, carry, remat):
         final, ys = rj.unroll(cell, params, xs, carry=carry, seq_lengths=lengths,
-                              reverse=reverse)
-        return jnp.sum(jnp.sin(ys)) + jnp.sum(final.h * final.c), ys
+                              reverse=reverse, remat=remat)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(a ** 3) for a in jax.tree.leaves(final)), ys
 
-    grad = lambda cell: jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)(
-        cell, params, xs, carry0)
-    chex.assert_trees_all_close(grad(fused), grad(plain), atol=1e-5, rtol=1e-5)
+    grad = lambda cell, remat: jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)(
+        cell, params, xs, carry0, remat)
+    reference = grad(plain, False)
+    for remat in (False, True):
+        chex.assert_trees_all_close(grad(fused, remat), reference, atol=1e-5, rtol=1e-5)

@@ -96,21 +96,21 @@ def test_jit_unroll_and_remat_agree(name):
 @pytest.mark.parametrize("chunk", [1, 3, 4, 11, 16])
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_lstm_chunked_remat_equals_stored_residuals(chunk, with_lengths):
-    """The chunked backward (lstm_scan chunk=K, T=11: padded chunks for K=3, 4, 16)
+    """The chunked backward (fused_loop chunk=K, T=11: padded chunks for K=3, 4, 16)
     gives the same outputs, final carry and every gradient as keeping all steps."""
-    from rnnjax.cells.lstm_scan import lstm_scan
+    from rnnjax.cells.fused import fused_loop
     cell = CELLS["lstm"]
     params, xs = setup(cell, 3, 11, seed=4)
     xs = jnp.swapaxes(xs, 0, 1)
     h0, c0 = (jax.random.normal(k, (3, cell.hidden_size)) for k in jax.random.split(jax.random.key(5)))
     alive = (jnp.arange(11)[:, None] < jnp.array([11, 5, 0])[None, :]) if with_lengths else None
 
-    def loss(w_x, w_h, b, xs, h0, c0, chunk):
-        (h, c), ys = lstm_scan(w_x, w_h, b, xs, h0, c0, alive, 1, chunk)
+    def loss(params, xs, h0, c0, chunk):
+        (h, c), ys = fused_loop(cell.loop_rule, params, xs, (h0, c0), alive, 1, chunk)
         return jnp.sum(jnp.sin(ys)) + jnp.sum(h ** 2) + jnp.sum(c ** 3), (h, c, ys)
 
-    grad = jax.jit(jax.value_and_grad(loss, argnums=range(6), has_aux=True), static_argnums=6)
-    args = (params["W_x"], params["W_h"], params["b"], xs, h0, c0)
+    grad = jax.jit(jax.value_and_grad(loss, argnums=range(4), has_aux=True), static_argnums=4)
+    args = (params, xs, h0, c0)
     assert_trees_close(grad(*args, chunk), grad(*args, None), atol=1e-5)
 
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax.cells.base import Cell, frozen, split_gates
+from rnnjax.cells.gru_fused import GRU_RESET_AFTER_RULE, GRU_RULE
 
 
 @frozen
@@ -25,12 +26,17 @@ class GRU(Cell):
     Params: `W_x` [I, 3H], `W_h` [H, 3H], `b` [3H]; with reset_after=True also
     `b_hn` [H] (the recurrent bias of the candidate, which r multiplies; zeros at
     init). The carry and the output are h [*batch, H].
+
+    `fused=True` (default): `rj.unroll` runs the loop with a hand-written backward
+    pass (`rnnjax.cells.gru_fused`); reverse-mode only: set `fused=False` for
+    forward-mode autodiff through `rj.unroll`. The step itself is plain jax.
     """
 
     hidden_size: int
     reset_after: bool = False
     recurrent_init: Union[str, Callable] = "orthogonal"
     recurrent_scale: float = 1.0
+    fused: bool = True
     gates = 3
 
     def init(self, key, input_size, dtype=jnp.float32):
@@ -38,6 +44,13 @@ class GRU(Cell):
         if self.reset_after:
             params["b_hn"] = jnp.zeros((self.hidden_size,), dtype)
         return params
+
+    @property
+    def loop_rule(self):
+        """The fast path's time loop for `rj.unroll` (None: the generic scan of `step`)."""
+        if not self.fused:
+            return None
+        return GRU_RESET_AFTER_RULE if self.reset_after else GRU_RULE
 
     def step(self, params, carry, xp):
         h = carry

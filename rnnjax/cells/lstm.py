@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from rnnjax import _checks
 from rnnjax.cells.base import Cell, frozen, split_gates
-from rnnjax.cells.lstm_scan import lstm_scan, remat_chunk
+from rnnjax.cells.lstm_fused import LSTM_RULE
 
 
 class LSTMCarry(NamedTuple):
@@ -31,7 +31,7 @@ class LSTM(Cell):
     The carry is `LSTMCarry(h, c)`, each [*batch, H]; the output is h.
 
     `fused=True` (default): `rj.unroll` runs the loop with a hand-written backward
-    pass (`rnnjax.cells.lstm_scan`, faster; see benchmarks/NOTES.md). It supports
+    pass (`rnnjax.cells.lstm_fused`, faster; see benchmarks/NOTES.md). It supports
     reverse-mode only: set `fused=False` for forward-mode autodiff (`jax.jvp`,
     `jax.jacfwd`) through `rj.unroll`. The step itself is plain jax either way.
 
@@ -72,15 +72,9 @@ class LSTM(Cell):
         return LSTMCarry(h, c), h
 
     @property
-    def fused_scan(self):
-        """The time loop for `rj.unroll` (None: the generic scan of `step`)."""
-        return self._lstm_scan if self.fused else None
-
-    def _lstm_scan(self, params, xs, carry, alive, unroll, remat=False):
-        chunk = remat_chunk(xs.shape[0]) if remat else None  # O(sqrt(T)) memory
-        (h, c), ys = lstm_scan(params["W_x"], params["W_h"], params["b"], xs, carry.h,
-                               carry.c, alive, unroll, chunk)
-        return LSTMCarry(h, c), ys
+    def loop_rule(self):
+        """The fast path's time loop for `rj.unroll` (None: the generic scan of `step`)."""
+        return LSTM_RULE if self.fused else None
 
 
 @frozen
@@ -107,7 +101,7 @@ class PeepholeLSTM(LSTM):
     recurrent_init: Union[str, Callable] = "orthogonal"
     recurrent_scale: float = 1.0
     peephole_scale: float = 0.1
-    fused_scan = None  # the peepholes need their own backward: the generic loop (`fused` unused)
+    loop_rule = None  # the peepholes need their own backward: the generic loop (`fused` unused)
 
     def init(self, key, input_size, dtype=jnp.float32):
         input_size = _checks.positive_int("input_size", input_size)
