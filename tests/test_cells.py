@@ -178,7 +178,9 @@ def test_clockwork_masked_weights_never_act():
 
 FAST_PATHS = {"lstm": lambda fused: rj.LSTM(6, fused=fused),
               "gru": lambda fused: rj.GRU(6, fused=fused),
-              "gru_reset_after": lambda fused: rj.GRU(6, reset_after=True, fused=fused)}
+              "gru_reset_after": lambda fused: rj.GRU(6, reset_after=True, fused=fused),
+              "tanh": lambda fused: rj.SimpleRNN(6, fused=fused),
+              "relu": lambda fused: rj.SimpleRNN(6, activation="relu", fused=fused)}
 
 
 @pytest.mark.parametrize("name", FAST_PATHS)
@@ -204,3 +206,13 @@ def test_hand_written_backward_equals_autodiff(name, reverse, lengths):
     reference = grad(plain, False)
     for remat in (False, True):
         chex.assert_trees_all_close(grad(fused, remat), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_linear_rnn_fast_path_equals_autodiff_float64():
+    """identity activation: outputs grow large, so compared in float64."""
+    with jax.enable_x64(True):
+        fused, plain = (rj.SimpleRNN(6, activation="identity", fused=f) for f in (True, False))
+        params, xs = setup(fused, seed=7, dtype=jnp.float64)
+        loss = lambda cell, p, xs: jnp.sum(jnp.sin(rj.unroll(cell, p, xs, seq_lengths=jnp.array([9, 4, 0]))[1]))
+        grads = [jax.grad(loss, argnums=(1, 2))(cell, params, xs) for cell in (fused, plain)]
+        chex.assert_trees_all_close(*grads, atol=0, rtol=1e-9)

@@ -7,6 +7,7 @@ from typing import Callable, Union
 import jax
 import jax.numpy as jnp
 
+from rnnjax.cells import simple_fused
 from rnnjax.cells.base import Cell, frozen
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda a: a,
@@ -33,6 +34,10 @@ class SimpleRNN(Cell):
     `recurrent_scale`: `recurrent_scale=rho` with the orthogonal init gives W_h
     with every singular value equal to rho.
 
+    `fused=True` (default): for a named activation `rj.unroll` runs the loop with a
+    hand-written backward pass (`rnnjax.cells.simple_fused`); reverse-mode only:
+    set `fused=False` for forward-mode autodiff through `rj.unroll`.
+
     >>> import jax, jax.numpy as jnp, rnnjax as rj
     >>> cell = rj.SimpleRNN(hidden_size=4)
     >>> params = cell.init(jax.random.key(0), input_size=3)
@@ -47,10 +52,16 @@ class SimpleRNN(Cell):
     activation: Union[str, Callable] = "tanh"
     recurrent_init: Union[str, Callable] = "orthogonal"
     recurrent_scale: float = 1.0
+    fused: bool = True
 
     def __post_init__(self):
         super().__post_init__()
         resolve_activation(self.activation)
+
+    @property
+    def loop_rule(self):
+        """The fast path's time loop for `rj.unroll` (None: the generic scan of `step`)."""
+        return simple_fused.loop_rule(self.activation) if self.fused else None
 
     def step(self, params, carry, xp):
         h = resolve_activation(self.activation)(xp + carry @ params["W_h"])
