@@ -35,7 +35,6 @@ import math
 import os
 import platform
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +42,7 @@ import numpy as np
 from jax import lax
 
 import rnnjax as rj
-from benchmarks.timing import block, compile_fn
+from benchmarks.timing import compile_fn, time_fn
 from rnnjax import probe
 
 CELL_MAKERS = {
@@ -115,26 +114,6 @@ def naive_norms(cell, params, xs, loss_fn, ks, map_batch=None):
 def make_naive(cell, loss_fn, map_batch=None):
     return jax.jit(lambda params, xs, ks: naive_norms(cell, params, xs, loss_fn, ks,
                                                       map_batch))
-
-
-# -- timing --------------------------------------------------------------------------
-
-def time_fn(compiled, args, repeats, budget_s):
-    """A warm-up call, then up to `repeats` timed calls: stop after 3 once `budget_s`
-    is spent, and time only 1 if the warm-up alone took longer. Returns the times."""
-    start = time.perf_counter()
-    block(compiled(*args))
-    warm = time.perf_counter() - start
-    times = []
-    if warm > budget_s:
-        repeats = 1
-    for i in range(repeats):
-        start = time.perf_counter()
-        block(compiled(*args))
-        times.append(time.perf_counter() - start)
-        if i >= 2 and sum(times) > budget_s:
-            break
-    return times
 
 
 def check_naive(cell_name, hidden, key):
