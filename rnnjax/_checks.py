@@ -78,11 +78,26 @@ def same_structure(name: str, given, expected):
             raise ValueError(f"{name} must have leaf shapes {want}, got {shapes}")
 
 
+def compute_dtype(params, xs):
+    """The dtype a step computes in: xs's and the float params' promoted (bfloat16
+    inputs with float32 params run in float32)."""
+    floats = [leaf.dtype for leaf in jax.tree_util.tree_leaves(params)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)]
+    return jnp.result_type(xs.dtype, *floats)
+
+
 def carry_or_initial(model, carry, batch: int, dtype):
-    """`model.initial_carry((batch,))` when `carry` is None, else `carry` checked against it."""
+    """`model.initial_carry((batch,), dtype)` when `carry` is None, else `carry` checked
+    against it (structure, shapes, and the dtype of its float leaves)."""
+    expected = jax.eval_shape(lambda: model.initial_carry((batch,), dtype))
     if carry is None:
         return model.initial_carry((batch,), dtype)
-    same_structure("carry", carry, jax.eval_shape(lambda: model.initial_carry((batch,), dtype)))
+    same_structure("carry", carry, expected)
+    for given, want in zip(jax.tree_util.tree_leaves(carry), jax.tree_util.tree_leaves(expected)):
+        if jnp.issubdtype(want.dtype, jnp.floating) and jnp.result_type(given) != want.dtype:
+            dtypes = jax.tree_util.tree_map(lambda a: str(jnp.result_type(a)), carry)
+            raise ValueError(f"carry must be {want.dtype} (the dtype of xs and params "
+                             f"promoted), got leaf dtypes {dtypes}")
     return carry
 
 
@@ -90,4 +105,4 @@ def batch_major_sequences(model, params, xs, carry):
     """Check xs [B, T, F] against the model's input size; return (xs, carry or the initial one)."""
     xs = float_array("xs", xs, rank=3, layout="[B, T, F]")
     feature_size("xs", xs, model.input_size_of(params))
-    return xs, carry_or_initial(model, carry, xs.shape[0], xs.dtype)
+    return xs, carry_or_initial(model, carry, xs.shape[0], compute_dtype(params, xs))

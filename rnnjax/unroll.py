@@ -56,7 +56,8 @@ def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
         xs = jnp.swapaxes(xs, 0, 1)
     steps, batch = xs.shape[0], xs.shape[1]
     lengths = None if seq_lengths is None else _checks.seq_lengths(seq_lengths, batch, steps)
-    carry = _checks.carry_or_initial(model, carry, batch, xs.dtype)
+    carry = _checks.carry_or_initial(model, carry, batch,
+                                     _checks.compute_dtype(params, xs))
     _checks.positive_int("unroll", unroll)
     carry, ys = _unroll_jit(model, params, xs, carry, lengths, reverse, unroll, remat, key)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))

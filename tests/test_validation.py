@@ -83,6 +83,9 @@ def test_carry_structure_and_shapes():
         rj.unroll(CELL, PARAMS, XS, carry=CELL.initial_carry((3,)))
     with pytest.raises(ValueError, match="carry must have the structure"):
         rj.unroll(CELL, PARAMS, XS, carry=jnp.zeros((2, 4)))
+    # float32 params: a bfloat16 carry would change dtype after the first step
+    with pytest.raises(ValueError, match="carry must be float32"):
+        rj.unroll(CELL, PARAMS, XS, carry=CELL.initial_carry((2,), jnp.bfloat16))
 
 
 def test_unroll_factor_and_options():

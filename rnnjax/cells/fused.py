@@ -73,7 +73,7 @@ def _fused_loop_bwd(rule, unroll, chunk, saved, cotangents):
     if chunk is None:
         dcarry0, step_grads = rule.backward(params, dys, saved_states, alive, dcarry, unroll)
         dparams, dxs = rule.grads(params, xs, saved_states, step_grads)
-        return dparams, dxs, _like(dcarry, dcarry0), dalive
+        return _cast_like(params, dparams), dxs.astype(xs.dtype), _like(dcarry, dcarry0), dalive
 
     xs_c, alive_c = _chunked(xs, alive, chunk)
     dys_c, _ = _chunked(dys, None, chunk)
@@ -87,10 +87,13 @@ def _fused_loop_bwd(rule, unroll, chunk, saved, cotangents):
         chunk_dparams, dx_k = rule.grads(params, x_k, residuals, step_grads)
         return (dcarry, jax.tree_util.tree_map(jnp.add, dparams, chunk_dparams)), dx_k
 
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    # the chunks' weight gradients add up in the dtype the steps compute in
+    acc_dtype = jnp.result_type(xs.dtype, *(p.dtype for p in jax.tree_util.tree_leaves(params)))
+    zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, acc_dtype), params)
     (dcarry, dparams), dxs = lax.scan(chunk_grads, (dcarry, zeros),
                                       (xs_c, alive_c, dys_c, saved_states), reverse=True)
-    return dparams, _unchunked(dxs, xs.shape[0]), dcarry, dalive
+    return (_cast_like(params, dparams), _unchunked(dxs, xs.shape[0]).astype(xs.dtype),
+            dcarry, dalive)
 
 
 fused_loop.defvjp(_fused_loop_fwd, _fused_loop_bwd)
@@ -126,6 +129,12 @@ def _like(reference, tree):
     """tree's leaves in reference's structure (a rule may return a carry as a tuple)."""
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(reference),
                                         jax.tree_util.tree_leaves(tree))
+
+
+def _cast_like(reference, tree):
+    """Cotangents in their primals' dtypes (bfloat16 xs with float32 params compute,
+    and so differentiate, in float32)."""
+    return jax.tree_util.tree_map(lambda r, t: t.astype(r.dtype), reference, tree)
 
 
 def keep_alive(alive_t, new, old):

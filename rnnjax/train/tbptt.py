@@ -105,7 +105,7 @@ def tbptt_value_and_grad(model, params, xs, targets, loss_fn: Callable, k1: int,
             raise ValueError(f"targets must be [B, T, ...] = [{batch}, {steps}, ...] "
                              f"(each leaf), got shape {shape}")
     lengths = None if seq_lengths is None else _checks.seq_lengths(seq_lengths, batch, steps)
-    carry = _checks.carry_or_initial(model, carry, batch, xs.dtype)
+    carry = _checks.carry_or_initial(model, carry, batch, _checks.compute_dtype(params, xs))
     return _tbptt_jit(model, params, jnp.swapaxes(xs, 0, 1), targets, loss_fn, k1, k2,
                       carry, lengths)
 
