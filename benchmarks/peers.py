@@ -15,7 +15,8 @@ with these implementations (a peer that does not import is skipped with a note):
   equinox   eqx.nn.LSTMCell | eqx.nn.GRUCell, `lax.scan` over time, `vmap` over the
             batch (equinox has no vanilla RNN cell: skipped)
   haiku     hk.LSTM | hk.GRU | hk.VanillaRNN with hk.dynamic_unroll(time_major=False)
-  torch     torch.nn.LSTM | GRU | RNN(batch_first=True), CPU, default thread count
+  torch     torch.nn.LSTM | GRU | RNN(batch_first=True), CPU at the default thread
+            count, or CUDA (cuDNN) when JAX runs on a GPU and torch sees one
   torch1    the same modules timed with torch.set_num_threads(1) (then restored)
 
 Every library gets the SAME weights, copied from the rnnjax params, and before any
@@ -223,12 +224,19 @@ def build_haiku(cell_name, hidden, params, xs):
     return transformed.apply, p
 
 
+def torch_device():
+    """"cuda" when JAX runs on a GPU and torch sees one (torch.nn.LSTM then runs on
+    cuDNN), else "cpu"."""
+    import torch
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def build_torch(cell_name, hidden, params):
     import torch
     cell = rj_cell(cell_name, hidden)
     module = rj.interop.to_torch(cell, params)        # batch_first=True
     assert module.batch_first
-    return module.to(torch.float32)
+    return module.to(device=torch_device(), dtype=torch.float32)
 
 
 JAX_BUILDERS = {"flax": build_flax, "equinox": build_equinox, "haiku": build_haiku}
@@ -298,10 +306,10 @@ def check_equivalence(cells, libs, key, tol=1e-4):
             if lib == "torch":
                 import torch
                 module = build_torch(cell_name, h, params)
-                x = torch.from_numpy(np.array(xs)).requires_grad_(True)
+                x = torch.from_numpy(np.array(xs)).to(torch_device()).requires_grad_(True)
                 ys_t, _ = module(x)
                 ys_t.sum().backward()
-                ys, dx = ys_t.detach().numpy(), x.grad.numpy()
+                ys, dx = ys_t.detach().cpu().numpy(), x.grad.cpu().numpy()
             else:
                 built = JAX_BUILDERS[lib](cell_name, h, params, xs)
                 if built is None:
@@ -397,11 +405,14 @@ def torch_call(module, xs, mode, threads=None):
     """A call of the module's fwd (inference mode) or fwd+bwd, with `threads` torch
     threads while it runs (None: the default)."""
     import torch
-    x = torch.from_numpy(np.array(xs))
+    device = torch_device()
+    x = torch.from_numpy(np.array(xs)).to(device)
+    wait = torch.cuda.synchronize if device == "cuda" else (lambda: None)  # async on GPU
     if mode == "fwd":
         def run():
             with torch.inference_mode():
                 module(x)
+            wait()
     else:
         x.requires_grad_(True)
 
@@ -410,6 +421,7 @@ def torch_call(module, xs, mode, threads=None):
             x.grad = None
             ys, _ = module(x)
             ys.sum().backward()
+            wait()
     if threads is None:
         return run
 
