@@ -14,6 +14,10 @@ input). `cell(params, carry, x)` is `step(params, carry, project_inputs(params, 
 
 `hidden(carry)` and `replace_hidden(carry, h)` expose the hidden state h that the
 cell emits, for probes that perturb or read it.
+
+A cell may also have a `loop_rule` (`rnnjax.cells.fused.LoopRule`): its whole time
+loop with a hand-written backward pass, which `rj.unroll` then runs instead of
+scanning `step` (LSTM, GRU, SimpleRNN; None for the others or with `fused=False`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Cell:
     #: number of `[H]`-wide blocks side by side in `W_x`, `W_h` and `b` (gate order
     #: is documented by each cell)
     gates: ClassVar[int] = 1
+    #: the fast path's time loop (see the module doc); None: `rj.unroll` scans `step`
+    loop_rule: ClassVar[Any] = None
 
     def __post_init__(self):
         _checks.positive_int("hidden_size", self.hidden_size)
