@@ -89,9 +89,9 @@ def compute_dtype(params, xs):
 def carry_or_initial(model, carry, batch: int, dtype):
     """`model.initial_carry((batch,), dtype)` when `carry` is None, else `carry` checked
     against it (structure, shapes, and the dtype of its float leaves)."""
-    expected = jax.eval_shape(lambda: model.initial_carry((batch,), dtype))
     if carry is None:
         return model.initial_carry((batch,), dtype)
+    expected = jax.eval_shape(lambda: model.initial_carry((batch,), dtype))
     same_structure("carry", carry, expected)
     for given, want in zip(jax.tree_util.tree_leaves(carry), jax.tree_util.tree_leaves(expected)):
         if jnp.issubdtype(want.dtype, jnp.floating) and jnp.result_type(given) != want.dtype:

@@ -35,8 +35,8 @@ def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
       unroll: steps per scan iteration (`lax.scan`'s `unroll`).
       remat: recompute in the backward pass instead of storing: each step
         (`jax.checkpoint`, memory O(T * carry) instead of O(T * activations)); the
-        LSTM keeps the carry every ~sqrt(T) steps and re-runs each chunk (memory
-        O(sqrt(T)) steps). About one extra forward pass of time.
+        fast paths (LSTM, GRU, SimpleRNN) keep the carry every ~sqrt(T) steps and
+        re-run each chunk (memory O(sqrt(T)) steps). About one extra forward pass of time.
       key: PRNG key for dropout in a `Stacked` (none: no dropout).
 
     >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -79,7 +79,7 @@ _unroll_jit = jax.jit(unroll_time_major, static_argnums=(0, 5, 6, 7))
 def scan_cell(cell, params, xs, carry, lengths=None, reverse=False, unroll=1, remat=False):
     """`lax.scan` of `cell.step` over time-major xs [T, B, F].
 
-    A cell with a `loop_rule` (LSTM, GRU: a hand-written backward pass, see
+    A cell with a `loop_rule` (LSTM, GRU, SimpleRNN: a hand-written backward pass, see
     `rnnjax.cells.fused`) runs that loop instead; with `remat` it keeps the carry
     every ~sqrt(T) steps.
     """

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from rnnjax import _checks
+
 
 class LoopRule(NamedTuple):
     """A cell's time loop, forward and hand-written backward (see the module doc)."""
@@ -88,7 +90,7 @@ def _fused_loop_bwd(rule, unroll, chunk, saved, cotangents):
         return (dcarry, jax.tree_util.tree_map(jnp.add, dparams, chunk_dparams)), dx_k
 
     # the chunks' weight gradients add up in the dtype the steps compute in
-    acc_dtype = jnp.result_type(xs.dtype, *(p.dtype for p in jax.tree_util.tree_leaves(params)))
+    acc_dtype = _checks.compute_dtype(params, xs)
     zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, acc_dtype), params)
     (dcarry, dparams), dxs = lax.scan(chunk_grads, (dcarry, zeros),
                                       (xs_c, alive_c, dys_c, saved_states), reverse=True)

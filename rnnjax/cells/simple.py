@@ -12,6 +12,10 @@ from rnnjax.cells.base import Cell, frozen
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda a: a,
                "linear": lambda a: a}
+#: the named activations' derivatives as functions of their outputs (the fast path's)
+OUTPUT_DERIVATIVES = {"tanh": lambda y: 1.0 - y ** 2,
+                      "relu": lambda y: (y > 0).astype(y.dtype),
+                      "identity": jnp.ones_like, "linear": jnp.ones_like}
 
 
 def resolve_activation(activation) -> Callable:
@@ -61,7 +65,10 @@ class SimpleRNN(Cell):
     @property
     def loop_rule(self):
         """The fast path's time loop for `rj.unroll` (None: the generic scan of `step`)."""
-        return simple_fused.loop_rule(self.activation) if self.fused else None
+        if not self.fused or not isinstance(self.activation, str):
+            return None  # a custom activation function: the generic loop
+        return simple_fused.loop_rule(ACTIVATIONS[self.activation],
+                                      OUTPUT_DERIVATIVES[self.activation])
 
     def step(self, params, carry, xp):
         h = resolve_activation(self.activation)(xp + carry @ params["W_h"])

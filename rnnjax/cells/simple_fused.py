@@ -1,31 +1,23 @@
 """The vanilla RNN's fast path: `LoopRule`s for `rnnjax.cells.fused.fused_loop`.
 
 Params {"W_x" [I, H], "W_h" [H, H], "b" [H]}; carry h; h_t = act(x_t W_x + h W_h + b)
-for act in tanh, relu, identity, whose derivative is a function of the output
-(1 - h^2, [h > 0], 1). So the only residuals are the outputs themselves: h_{t-1} of
-an alive step is the previous output (alive is a prefix in time) or h_0.
+for an elementwise act whose derivative is a function of its output (tanh: 1 - h^2,
+relu: [h > 0], identity: 1; the table is `rnnjax.cells.simple.OUTPUT_DERIVATIVES`).
+So the only residuals are the outputs themselves: h_{t-1} of an alive step is the
+previous output (alive is a prefix in time) or h_0.
 """
 
 from __future__ import annotations
 
-import jax
+import functools
+
 import jax.numpy as jnp
 from jax import lax
 
 from rnnjax.cells.fused import LoopRule, keep_alive, rows
 
-#: activation name -> (the function, its derivative as a function of its output)
-_ACTIVATIONS = {
-    "tanh": (jnp.tanh, lambda y: 1.0 - y ** 2),
-    "relu": (jax.nn.relu, lambda y: (y > 0).astype(y.dtype)),
-    "identity": (lambda a: a, jnp.ones_like),
-    "linear": (lambda a: a, jnp.ones_like),
-}
-
-
-def _forward(params, xs, h0, alive, unroll, activation):
+def _forward(params, xs, h0, alive, unroll, act):
     w_x, w_h, b = params["W_x"], params["W_h"], params["b"]
-    act = _ACTIVATIONS[activation][0]
 
     def body(h, inputs):
         x_t, alive_t = inputs
@@ -36,9 +28,8 @@ def _forward(params, xs, h0, alive, unroll, activation):
     return h, ys, (h0, ys)
 
 
-def _backward(params, dys, residuals, alive, dh, unroll, activation):
+def _backward(params, dys, residuals, alive, dh, unroll, derivative):
     w_h_t = params["W_h"].T
-    derivative = _ACTIVATIONS[activation][1]
     _, ys = residuals
 
     def body(dh, inputs):
@@ -58,19 +49,12 @@ def _grads(params, xs, residuals, dz):
     return dparams, dz @ params["W_x"].T
 
 
-def loop_rule(activation):
-    """The rule for a named activation, or None (any other function: the generic loop)."""
-    if not isinstance(activation, str) or activation not in _ACTIVATIONS:
-        return None
-    return _RULES[activation]
-
-
-def _rule(activation):
+@functools.lru_cache(maxsize=None)
+def loop_rule(act, derivative):
+    """The rule for activation `act` with d act / d a = derivative(act(a)); cached, so
+    a cell's rule is one object (a static argument of the compiled loop)."""
     return LoopRule(
-        lambda params, xs, h, alive, unroll: _forward(params, xs, h, alive, unroll, activation),
+        lambda params, xs, h, alive, unroll: _forward(params, xs, h, alive, unroll, act),
         lambda params, dys, res, alive, dh, unroll: _backward(params, dys, res, alive, dh,
-                                                              unroll, activation),
+                                                              unroll, derivative),
         _grads)
-
-
-_RULES = {name: _rule(name) for name in _ACTIVATIONS}
