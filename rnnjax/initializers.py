@@ -8,10 +8,12 @@ literature.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 Initializer = Callable[[jax.Array, tuple, jnp.dtype], jax.Array]
 
@@ -23,15 +25,68 @@ def glorot_uniform(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
-def orthogonal(key, shape, dtype=jnp.float32, scale: float = 1.0):
-    """A random orthogonal matrix (Haar measure) times `scale` (Saxe et al., 2014)."""
-    n, m = shape
-    a = jax.random.normal(key, (max(n, m), min(n, m)), jnp.float32)
-    q, r = jnp.linalg.qr(a)
-    q = q * jnp.sign(jnp.diagonal(r))  # makes the distribution uniform
+@functools.partial(jax.jit, static_argnames=("shape", "dtype", "block"))
+def orthogonal(key, shape, dtype=jnp.float32, scale: float = 1.0, block: int = 32):
+    """A random orthogonal matrix (Haar measure) times `scale` (Saxe et al., 2014).
+
+    For `shape = (n, m)` with n != m the rows (n < m) or columns (n > m) are
+    orthonormal, uniform on that Stiefel manifold.
+
+    Drawn as a product of Householder reflections of independent Gaussian vectors
+    (Stewart, 1980), the distribution that QR of a Gaussian matrix with the signs
+    of diag(R) fixed gives, but from matmuls alone: no LAPACK kernel, so it is safe
+    under `vmap` on XLA:CPU (see docs/troubleshooting.md) and gives the same numbers
+    on every backend. Reflector k maps e_k to a uniform unit vector in the last
+    n-k+1 coordinates; `block` reflectors at a time are applied as one
+    `I - U T U^T` (compact WY form), so the cost is about 4 n^2 min(n, m) flops of
+    matmul. Computed in float32, or float64 when `dtype` is float64.
+    """
+    n, m = shape = tuple(shape)
+    rows, cols = max(n, m), min(n, m)
+    work = jnp.promote_types(dtype, jnp.float32)
+    # Column k holds the Gaussian vector v_k in rows k..rows-1 (zeros above).
+    v = jnp.tril(jax.random.normal(key, (rows, cols), work))
+    v = v / jnp.linalg.norm(v, axis=0)
+    head = jnp.diagonal(v)  # the first entry of each unit vector
+    sign = jnp.where(head >= 0, 1.0, -1.0).astype(work)
+    # H_k = I - beta_k u_k u_k^T with u_k = e_k + sign_k v_k sends e_k to -sign_k v_k,
+    # and D = diag(-sign) turns that into +v_k: column k of Q = H_1 ... H_cols D is
+    # H_1 ... H_{k-1} v_k, a uniform unit vector orthogonal to the columns before it.
+    u = v * sign + jnp.eye(rows, cols, dtype=work)
+    beta = 1.0 / (1.0 + jnp.abs(head))  # 2 / (u_k . u_k)
+    block = min(block, cols)
+    panels = -(-cols // block)
+    pad = panels * block - cols  # padded reflectors have beta = 0: the identity
+    u = jnp.pad(u, ((0, 0), (0, pad))).reshape(rows, panels, block).transpose(1, 0, 2)
+    beta = jnp.pad(beta, (0, pad)).reshape(panels, block)
+    t = jax.vmap(_wy_factor)(u, beta)
+
+    def apply_panel(q, panel):  # q <- (I - U T U^T) q
+        u_p, t_p = panel
+        return q - u_p @ (t_p @ (u_p.T @ q)), None
+
+    q, _ = lax.scan(apply_panel, jnp.eye(rows, cols, dtype=work) * -sign, (u, t),
+                    reverse=True)
     if n < m:
         q = q.T
     return (scale * q).astype(dtype)
+
+
+def _wy_factor(u, beta):
+    """The upper-triangular T with H_1 ... H_b = I - U T U^T, H_k = I - beta_k u_k u_k^T.
+
+    Column k of T is (-beta_k T[:k, :k] U[:, :k]^T u_k, beta_k) (Schreiber and Van
+    Loan, 1989).
+    """
+    size = beta.shape[0]
+    gram = u.T @ u
+    index = jnp.arange(size)
+
+    def add_column(k, t):
+        column = -beta[k] * (t @ jnp.where(index < k, gram[:, k], 0.0))
+        return t.at[:, k].set(jnp.where(index == k, beta[k], column))
+
+    return lax.fori_loop(0, size, add_column, jnp.zeros((size, size), u.dtype))
 
 
 def identity(key, shape, dtype=jnp.float32, scale: float = 1.0):
@@ -56,7 +111,8 @@ def recurrent(kind, key, hidden: int, gates: int, scale: float, dtype):
     keys = jax.random.split(key, gates)
     fn = RECURRENT_INITS[kind]
     if kind == "glorot":
-        blocks = [scale * fn(k, (hidden, hidden), dtype) for k in keys]
+        draw = lambda k: scale * fn(k, (hidden, hidden), dtype)
     else:
-        blocks = [fn(k, (hidden, hidden), dtype, scale=scale) for k in keys]
-    return jnp.concatenate(blocks, axis=1)
+        draw = lambda k: fn(k, (hidden, hidden), dtype, scale=scale)
+    blocks = jax.vmap(draw)(keys)  # [gates, H, H], one batched draw
+    return blocks.transpose(1, 0, 2).reshape(hidden, gates * hidden)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from rnnjax import _checks
+from rnnjax import _checks, _linalg
 
 
 def _split_carry(carry_example):
@@ -54,7 +54,8 @@ def step_jacobians(cell, params, xs, carry=None):
     """The per-step state Jacobians d s_t / d s_{t-1}: [B, T, S, S] (S = state size).
 
     Exact (forward-mode, one jvp per state unit). Their singular values are
-    `jnp.linalg.svd(step_jacobians(...), compute_uv=False)`.
+    `jnp.linalg.svd(step_jacobians(...), compute_uv=False)` (batched: on XLA:CPU
+    with jaxlib 0.10, keep it the only LAPACK call in flight; docs/troubleshooting.md).
     """
     xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     xp = cell.project_inputs(params, xs)  # [B, T, G*H]
@@ -112,7 +113,7 @@ def _exact_product_norms(jacs, mask):
 
     _, products = lax.scan(body, jnp.eye(size, dtype=jacs.dtype), jacs, reverse=True)
     h_block = jnp.where(mask[:, None] & mask[None, :], products, 0.0)
-    return jnp.linalg.norm(h_block, ord=2, axis=(-2, -1))
+    return _linalg.spectral_norm(h_block)
 
 
 def _power_product_norms(cell, params, xs, carry, mask, iterations, key):
@@ -188,7 +189,7 @@ def lyapunov_spectrum(cell, params, xs, k=None, carry=None):
             (state, aux), q, log_r = carry
             push = lambda col: jax.jvp(lambda s: step(s, aux, xp_t)[0], (state,), (col,))[1]
             z = jax.vmap(push, in_axes=1, out_axes=1)(q)
-            q, r = jnp.linalg.qr(z)
+            q, r = _linalg.qr(z)
             return (step(state, aux, xp_t), q, log_r + jnp.log(jnp.abs(jnp.diagonal(r)))), None
 
         q0 = jnp.eye(size, n, dtype=state0.dtype)

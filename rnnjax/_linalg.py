@@ -1,0 +1,89 @@
+"""QR and spectral norms that cannot hang XLA:CPU, batched or not.
+
+jaxlib 0.10 splits a batched LAPACK kernel (QR, SVD, eigh, LU, triangular solve,
+...) over the CPU's intra-op thread pool and blocks the calling worker until the
+pieces are done. Two such kernels in flight at once (two in one program, or
+programs run from two Python threads) can block every worker while their pieces
+wait for a free one: the program hangs for good (docs/troubleshooting.md). An
+unbatched kernel runs inline and never waits on the pool.
+
+So on the CPU these functions factorise one matrix at a time: a loop of unbatched
+kernels, also under `vmap` (`jax.custom_batching.sequential_vmap`). Other backends
+get the batched kernel. Both are differentiable (forward and reverse mode); their
+tangents are matmuls with factors computed in the primal pass.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def _one_matrix_at_a_time_on_cpu(fn):
+    """`fn` on [..., m, n]: looped over the batch on the CPU, batched elsewhere."""
+    single = jax.custom_batching.sequential_vmap(fn)
+
+    def apply(a):
+        looped = single
+        for _ in range(a.ndim - 2):
+            looped = jax.vmap(looped)  # each vmap becomes a sequential loop
+        return lax.platform_dependent(a, cpu=looped, default=fn)
+
+    return apply
+
+
+_qr = _one_matrix_at_a_time_on_cpu(lambda a: tuple(jnp.linalg.qr(a)))
+_svd = _one_matrix_at_a_time_on_cpu(lambda a: tuple(jnp.linalg.svd(a, full_matrices=False)))
+_inv_upper_kernel = _one_matrix_at_a_time_on_cpu(
+    lambda r: jax.scipy.linalg.solve_triangular(
+        r, jnp.broadcast_to(jnp.eye(r.shape[-1], dtype=r.dtype), r.shape), lower=False))
+
+
+@jax.custom_jvp
+def _inv_upper(r):
+    """The inverse of upper-triangular [..., n, n]."""
+    return _inv_upper_kernel(r)
+
+
+@_inv_upper.defjvp
+def _inv_upper_jvp(primals, tangents):
+    (r,), (dr,) = primals, tangents
+    r_inv = _inv_upper(r)
+    return r_inv, -r_inv @ jnp.triu(dr) @ r_inv
+
+
+@jax.custom_jvp
+def qr(a):
+    """Reduced QR of real [..., m, n] with m >= n: (q [..., m, n], r [..., n, n])."""
+    if a.ndim < 2 or a.shape[-2] < a.shape[-1]:
+        raise ValueError(f"qr needs a [..., m, n] array with m >= n, got shape {a.shape}")
+    return _qr(a)
+
+
+@qr.defjvp
+def _qr_jvp(primals, tangents):
+    # The standard rule (as jax's own): with C = Q^T dA R^-1 and S = tril(C, -1),
+    # dQ = Q (S - S^T - C) + dA R^-1 and dR = (C - S + S^T) R.
+    (a,), (da,) = primals, tangents
+    q, r = qr(a)
+    da_rinv = da @ _inv_upper(r)
+    c = jnp.swapaxes(q, -1, -2) @ da_rinv
+    lower = jnp.tril(c, -1)
+    skew = lower - jnp.swapaxes(lower, -1, -2)
+    return (q, r), (q @ (skew - c) + da_rinv, (c - skew) @ r)
+
+
+@jax.custom_jvp
+def spectral_norm(a):
+    """The largest singular value of real [..., m, n]: [...]."""
+    return _svd(a)[1][..., 0]
+
+
+@spectral_norm.defjvp
+def _spectral_norm_jvp(primals, tangents):
+    # d sigma_1 = u_1^T dA v_1 (a simple top singular value)
+    (a,), (da,) = primals, tangents
+    u, s, vt = _svd(a)
+    u1, v1 = u[..., :, 0], vt[..., 0, :]
+    return s[..., 0], jnp.einsum("...i,...ij,...j->...", u1, da, v1)
