@@ -23,7 +23,7 @@ LEARNING_RATES = [0.05, 0.2]
 STEPS = 4
 BATCH, TIME, FEATURES = 4, 6, 3
 
-# Glorot recurrent weights: the default orthogonal init compiles a QR (seconds on CPU).
+# Glorot recurrent weights: the default orthogonal init adds a compile (about 0.5 s on CPU).
 GRU, HEAD = rj.GRU(hidden_size=8, recurrent_init="glorot"), rj.Dense(1)
 MOMENTUM = 0.9
 

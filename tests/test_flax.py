@@ -22,8 +22,8 @@ MODELS = {
 }
 
 
-# Test data comes from NumPy and shapes from jax.eval_shape: on a 2-core CPU,
-# running inits (orthogonal = QR) op by op costs more than the tests themselves.
+# Test data comes from NumPy and shapes from jax.eval_shape: on a 2-core CPU, running
+# inits op by op (each op compiled on first use) costs more than the tests themselves.
 
 
 def randomize(tree, seed, scale=0.5):
