@@ -625,7 +625,7 @@ def run_long(args, key, record):
                     f"median {row['median_ms']:9.1f} ms x{len(times)}"
                 if not times and predicted is not None:
                     ms += f" (predicted {predicted:.1f} s)"
-                print(f"  T={steps:6d} {impl:12s} remat={str(remat):5s} {ms}  "
+                print(f"  T={steps:6d} {impl:12s} remat={remat!s:5s} {ms}  "
                       f"compile {compile_s:5.2f} s  temp {_mb(mem.get('temp_bytes'))} MB",
                       flush=True)
     print()

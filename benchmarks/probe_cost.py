@@ -188,7 +188,7 @@ def main(argv=None):
             rows.append(row)
             out.write(json.dumps(row) + "\n")
             out.flush()
-            extra = " (extrapolated from %d of %d k)" % (row["k_timed"], row["T"]) \
+            extra = f" (extrapolated from {row['k_timed']} of {row['T']} k)" \
                 if row.get("extrapolated") else ""
             print(f"  {row['cell']:5s} T={row['T']:5d} {row['what']:8s} "
                   f"median {row['median_s'] * 1e3:10.2f} ms  compile {row['compile_s']:6.2f} s"

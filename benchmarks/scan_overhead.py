@@ -72,7 +72,7 @@ def main(argv=None):
         medians = {}
         for steps in (t1, t2):
             xs = jax.random.normal(jax.random.key(1), (B, steps, I))
-            compiled, compile_s = compile_fn(fn, params, xs)
+            compiled, _compile_s = compile_fn(fn, params, xs)
             medians[steps] = statistics.median(time_fn(compiled, (params, xs), args.repeats,
                                                        args.budget_s))
         per_step = (medians[t2] - medians[t1]) / (t2 - t1)

@@ -26,8 +26,12 @@ import rnnjax as rj
 from experiments import common
 from rnnjax import probe
 from rnnjax.cells import make
-from rnnjax.tasks.copy_memory import (COPY_LENGTH, NUM_CLASSES, copy_memory_baseline,
-                                      copy_memory_batch)
+from rnnjax.tasks.copy_memory import (
+    COPY_LENGTH,
+    NUM_CLASSES,
+    copy_memory_baseline,
+    copy_memory_batch,
+)
 from rnnjax.train import accuracy, make_train_step, softmax_cross_entropy
 from rnnjax.train.loop import fit, plot_metrics
 from rnnjax.train.sweep import sweep_states, sweep_step

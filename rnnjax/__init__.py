@@ -9,13 +9,38 @@
 """
 
 from rnnjax import initializers, interop
-from rnnjax.cells import (GRU, IRNN, LSTM, Cell, ClockworkCarry, ClockworkRNN, LSTMCarry,
-                          PeepholeLSTM, SimpleRNN)
+from rnnjax.cells import (
+    GRU,
+    IRNN,
+    LSTM,
+    Cell,
+    ClockworkCarry,
+    ClockworkRNN,
+    LSTMCarry,
+    PeepholeLSTM,
+    SimpleRNN,
+)
 from rnnjax.layers import Bidirectional, Dense, Embedding, Stacked
 from rnnjax.unroll import reverse_within_lengths, unroll
 
 __version__ = "0.1.0"
 
-__all__ = ["Cell", "SimpleRNN", "IRNN", "LSTM", "LSTMCarry", "PeepholeLSTM", "GRU",
-           "ClockworkRNN", "ClockworkCarry", "Stacked", "Bidirectional", "Dense",
-           "Embedding", "unroll", "reverse_within_lengths", "initializers", "interop"]
+__all__ = [
+    "GRU",
+    "IRNN",
+    "LSTM",
+    "Bidirectional",
+    "Cell",
+    "ClockworkCarry",
+    "ClockworkRNN",
+    "Dense",
+    "Embedding",
+    "LSTMCarry",
+    "PeepholeLSTM",
+    "SimpleRNN",
+    "Stacked",
+    "initializers",
+    "interop",
+    "reverse_within_lengths",
+    "unroll",
+]

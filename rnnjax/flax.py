@@ -244,4 +244,4 @@ def from_linen_cell(linen_cell, params):
                      f"nn.GRUCell and nn.SimpleCell, got {type(linen_cell).__name__}")
 
 
-__all__ = ["Cell", "RNN", "from_linen_cell"]
+__all__ = ["RNN", "Cell", "from_linen_cell"]

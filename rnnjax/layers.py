@@ -40,7 +40,7 @@ One-to-many (generate from one input, feeding each output back in):
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +63,7 @@ class Stacked(Cell):
     for this model when it is not told (set by `interop.from_torch`).
     """
 
-    layers: Tuple[Any, ...]
+    layers: tuple[Any, ...]
     dropout: float = 0.0
     time_major: bool | None = None
 

@@ -2,6 +2,7 @@ import os
 import sys
 
 import jax
+
 import rnnjax as rj
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py

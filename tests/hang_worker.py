@@ -17,11 +17,10 @@ if hasattr(os, "sched_setaffinity"):  # before jax starts its thread pools
     cpus = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, cpus[:2])
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
 
-import rnnjax as rj  # noqa: E402
-from rnnjax import probe  # noqa: E402
+import rnnjax as rj
+from rnnjax import probe
 
 HIDDEN, INPUT, SEEDS = 64, 10, 2
 
@@ -46,7 +45,8 @@ def probe_program():
         out = []
         for cell, p in zip(cells, params):
             out.append(jax.vmap(lambda q, c=cell: probe.lyapunov_spectrum(c, q, xs))(p))
-            out.append(jax.vmap(lambda q, c=cell: probe.jacobian_norms(c, q, xs, method="exact"))(p))
+            out.append(jax.vmap(
+                lambda q, c=cell: probe.jacobian_norms(c, q, xs, method="exact"))(p))
         return out
 
     return jax.jit(measure)

@@ -41,7 +41,7 @@ def loss_fn(params, batch, key):
     return mse(hs[:, -1] @ params["out"], ys), {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def problem(seeds: int | None = None, batched_data: bool = False):
     """`(step_fn, initial_state)`; with `seeds`, both vmapped over a leading seeds axis.
 

@@ -89,6 +89,7 @@ def flat(tree):
 
 def main(out_dir):
     from jax.sharding import NamedSharding, PartitionSpec
+
     from rnnjax.train.sweep import models_mesh
 
     assert jax.device_count() == 4, jax.devices()

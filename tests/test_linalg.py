@@ -115,7 +115,7 @@ def test_qr_rejects_wide_input():
 def test_qr_derivatives_equal_jax_numpy():
     with jax.enable_x64():
         a = _inputs((3, 6, 4)).astype(jnp.float64)
-        t1, t2 = _inputs((2, 3, 6, 4), seed=1).astype(jnp.float64)
+        t1, _t2 = _inputs((2, 3, 6, 4), seed=1).astype(jnp.float64)
 
         def loss(qr_fn):
             def f(x):

@@ -9,8 +9,8 @@ import time
 import jax
 import numpy as np
 import pytest
-
 from loop_worker import batch_fn, flat_params, problem
+
 from rnnjax.train.loop import fit, plot_metrics, read_metrics
 
 WORKER = os.path.join(os.path.dirname(__file__), "loop_worker.py")
@@ -155,7 +155,7 @@ def test_vmapped_seeds_checkpoint_and_resume(tmp_path):
 
 
 def test_keeps_only_the_last_checkpoints_and_shows_progress(tmp_path, capsys):
-    _, history = run(tmp_path, 11, checkpoint_every=2, keep=2, progress=True, desc="tiny")
+    _, _history = run(tmp_path, 11, checkpoint_every=2, keep=2, progress=True, desc="tiny")
     assert steps_on_disk(tmp_path) == [10, 11]
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "11"]  # no tmp dirs
     err = capsys.readouterr().err

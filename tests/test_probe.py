@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import CELLS
 
 import rnnjax as rj
-from conftest import CELLS
 from rnnjax import probe
 
 

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import sweep_devices as sd
 from jax.sharding import Mesh
 
 import rnnjax as rj
-import sweep_devices as sd
 from rnnjax.train import init_state, make_train_step
 from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_step
 

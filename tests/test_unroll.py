@@ -6,10 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import CELLS, randomize
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rnnjax as rj
-from conftest import CELLS, randomize
 
 I = 3
 CELL_NAMES = sorted(CELLS)
@@ -102,7 +103,8 @@ def test_lstm_chunked_remat_equals_stored_residuals(chunk, with_lengths):
     cell = CELLS["lstm"]
     params, xs = setup(cell, 3, 11, seed=4)
     xs = jnp.swapaxes(xs, 0, 1)
-    h0, c0 = (jax.random.normal(k, (3, cell.hidden_size)) for k in jax.random.split(jax.random.key(5)))
+    h0, c0 = (jax.random.normal(k, (3, cell.hidden_size))
+              for k in jax.random.split(jax.random.key(5)))
     alive = (jnp.arange(11)[:, None] < jnp.array([11, 5, 0])[None, :]) if with_lengths else None
 
     def loss(params, xs, h0, c0, chunk):

@@ -25,5 +25,16 @@ def make(name: str, hidden_size: int, **options) -> Cell:
     return CELL_TYPES[name](hidden_size, **options)
 
 
-__all__ = ["CELL_TYPES", "make", "Cell", "SimpleRNN", "IRNN", "LSTM", "LSTMCarry", "PeepholeLSTM", "GRU",
-           "ClockworkRNN", "ClockworkCarry"]
+__all__ = [
+    "CELL_TYPES",
+    "GRU",
+    "IRNN",
+    "LSTM",
+    "Cell",
+    "ClockworkCarry",
+    "ClockworkRNN",
+    "LSTMCarry",
+    "PeepholeLSTM",
+    "SimpleRNN",
+    "make",
+]

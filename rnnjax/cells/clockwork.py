@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Tuple, Union
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +28,9 @@ class ClockworkRNN(Cell):
     connections run only from slower modules to faster ones (and within a module):
     with the periods sorted fast to slow, W_h[j, i] (from unit j to unit i) may be
     non-zero only when T_j >= T_i: block lower-triangular in the row-vector form
-    h W_h, the transpose of the paper's upper-triangular W_H. The mask is applied in the step, so whatever `W_h` holds,
-    the blocks below the diagonal never act (and get zero gradient).
+    h W_h, the transpose of the paper's upper-triangular W_H. The mask is applied in
+    the step, so whatever `W_h` holds, the blocks below the diagonal never act (and
+    get zero gradient).
 
         a = act(h_{t-1} (W_h * mask) + x_t W_x + b)
         h_t[m] = a[m] if t mod T_m == 0 else h_{t-1}[m]
@@ -45,9 +47,9 @@ class ClockworkRNN(Cell):
     """
 
     hidden_size: int
-    periods: Tuple[int, ...] = (1, 2, 4, 8)
-    activation: Union[str, Callable] = "tanh"
-    recurrent_init: Union[str, Callable] = "orthogonal"
+    periods: tuple[int, ...] = (1, 2, 4, 8)
+    activation: str | Callable = "tanh"
+    recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
 
     def __post_init__(self):

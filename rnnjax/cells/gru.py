@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ class GRU(Cell):
 
     hidden_size: int
     reset_after: bool = False
-    recurrent_init: Union[str, Callable] = "orthogonal"
+    recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
     fused: bool = True
     gates = 3

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,7 @@ class LSTM(Cell):
 
     hidden_size: int
     forget_bias: float = 1.0
-    recurrent_init: Union[str, Callable] = "orthogonal"
+    recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
     fused: bool = True
     gates = 4
@@ -98,7 +99,7 @@ class PeepholeLSTM(LSTM):
 
     hidden_size: int
     forget_bias: float = 1.0
-    recurrent_init: Union[str, Callable] = "orthogonal"
+    recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
     peephole_scale: float = 0.1
     loop_rule = None  # the peepholes need their own backward: the generic loop (`fused` unused)

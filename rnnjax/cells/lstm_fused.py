@@ -38,7 +38,7 @@ def _backward(params, dys, residuals, alive, dcarry, unroll):
 
     def body(carry, inputs):
         dh, dc = carry
-        dy, (h_prev, c_prev, i, f, g, o, tanh_c), alive_t = inputs
+        dy, (_h_prev, c_prev, i, f, g, o, tanh_c), alive_t = inputs
         dh_total = dh + dy
         do = dh_total * tanh_c
         dc_total = dc + dh_total * o * (1.0 - tanh_c ** 2)

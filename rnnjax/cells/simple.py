@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +53,8 @@ class SimpleRNN(Cell):
     """
 
     hidden_size: int
-    activation: Union[str, Callable] = "tanh"
-    recurrent_init: Union[str, Callable] = "orthogonal"
+    activation: str | Callable = "tanh"
+    recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
     fused: bool = True
 
@@ -80,6 +80,6 @@ class IRNN(SimpleRNN):
     """ReLU RNN with W_h = `recurrent_scale` * I and zero bias (Le, Jaitly and Hinton, 2015)."""
 
     hidden_size: int
-    activation: Union[str, Callable] = "relu"
-    recurrent_init: Union[str, Callable] = "identity"
+    activation: str | Callable = "relu"
+    recurrent_init: str | Callable = "identity"
     recurrent_scale: float = 1.0

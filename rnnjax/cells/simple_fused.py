@@ -16,6 +16,7 @@ from jax import lax
 
 from rnnjax.cells.fused import LoopRule, keep_alive, rows
 
+
 def _forward(params, xs, h0, alive, unroll, act):
     w_x, w_h, b = params["W_x"], params["W_h"], params["b"]
 
@@ -49,7 +50,7 @@ def _grads(params, xs, residuals, dz):
     return dparams, dz @ params["W_x"].T
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def loop_rule(act, derivative):
     """The rule for activation `act` with d act / d a = derivative(act(a)); cached, so
     a cell's rule is one object (a static argument of the compiled loop)."""

@@ -18,9 +18,8 @@ torch is an optional dependency: it is imported only when these functions run.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax.numpy as jnp
+import numpy as np
 
 from rnnjax.cells.clockwork import ClockworkRNN
 from rnnjax.cells.gru import GRU

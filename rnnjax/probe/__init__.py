@@ -21,12 +21,24 @@
 """
 
 from rnnjax.probe.decay import DecayFit, decay_fit, decay_rate
-from rnnjax.probe.grad_norms import (hidden_grad_norms, naive_hidden_grad_norms,
-                                     truncated_param_grad_norms)
-from rnnjax.probe.jacobians import (hidden_mask, jacobian_norms, lyapunov_spectrum,
-                                    step_jacobians)
+from rnnjax.probe.grad_norms import (
+    hidden_grad_norms,
+    naive_hidden_grad_norms,
+    truncated_param_grad_norms,
+)
+from rnnjax.probe.jacobians import hidden_mask, jacobian_norms, lyapunov_spectrum, step_jacobians
 from rnnjax.probe.sweep import sweep
 
-__all__ = ["hidden_grad_norms", "naive_hidden_grad_norms", "truncated_param_grad_norms",
-           "jacobian_norms", "step_jacobians", "lyapunov_spectrum", "hidden_mask",
-           "decay_rate", "decay_fit", "DecayFit", "sweep"]
+__all__ = [
+    "DecayFit",
+    "decay_fit",
+    "decay_rate",
+    "hidden_grad_norms",
+    "hidden_mask",
+    "jacobian_norms",
+    "lyapunov_spectrum",
+    "naive_hidden_grad_norms",
+    "step_jacobians",
+    "sweep",
+    "truncated_param_grad_norms",
+]

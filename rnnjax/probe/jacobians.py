@@ -105,7 +105,9 @@ def jacobian_norms(cell, params, xs, carry=None, method="auto", iterations=30, k
 
 
 def _exact_product_norms(jacs, mask):
-    """jacs [T, S, S] (J_t = ds_t/ds_{t-1}) -> [T] ||P_k|| restricted to h, P_k = J_{T-1}..J_{k+1}."""
+    """jacs [T, S, S] (J_t = ds_t/ds_{t-1}) -> [T] ||P_k|| restricted to h.
+
+    P_k = J_{T-1} ... J_{k+1}."""
     size = jacs.shape[-1]
 
     def body(product, jac_k):  # product = ds_{T-1}/ds_k; ds_{T-1}/ds_{k-1} = product J_k

@@ -3,4 +3,4 @@
 from rnnjax.tasks.adding import ADDING_BASELINE_MSE, adding_batch
 from rnnjax.tasks.copy_memory import copy_memory_baseline, copy_memory_batch
 
-__all__ = ["adding_batch", "ADDING_BASELINE_MSE", "copy_memory_batch", "copy_memory_baseline"]
+__all__ = ["ADDING_BASELINE_MSE", "adding_batch", "copy_memory_baseline", "copy_memory_batch"]

@@ -7,7 +7,22 @@ from rnnjax.train.step import TrainState, init_state, make_train_step
 from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_step
 from rnnjax.train.tbptt import SubParams, tbptt_value_and_grad
 
-__all__ = ["TrainState", "init_state", "make_train_step", "softmax_cross_entropy", "mse",
-           "accuracy", "masked_mean", "step_mask", "sweep_states", "sweep_step",
-           "shard_models", "models_mesh", "tbptt_value_and_grad", "SubParams",
-           "fit", "plot_metrics", "read_metrics"]
+__all__ = [
+           "SubParams",
+           "TrainState",
+           "accuracy",
+           "fit",
+           "init_state",
+           "make_train_step",
+           "masked_mean",
+           "models_mesh",
+           "mse",
+           "plot_metrics",
+           "read_metrics",
+           "shard_models",
+           "softmax_cross_entropy",
+           "step_mask",
+           "sweep_states",
+           "sweep_step",
+           "tbptt_value_and_grad",
+]

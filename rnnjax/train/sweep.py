@@ -31,7 +31,8 @@ from __future__ import annotations
 import functools
 import itertools
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +130,7 @@ def sweep_step(step_fn: Callable, shared_batch: bool = True, donate: bool = Fals
     donate_argnums = (0,) if donate else ()
     plain = jax.jit(vmapped, donate_argnums=donate_argnums)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def sharded(sharding):
         # Every output (states and metrics alike) has the leading models axis: pin it
         # to the input's sharding, so that even a constant metric comes out sharded.
