@@ -40,6 +40,7 @@ One-to-many (generate from one input, feeding each output back in):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -47,11 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax import _checks, initializers
-from rnnjax.cells.base import Cell, frozen
-from rnnjax.unroll import unroll_time_major
+from rnnjax.cells.base import Cell
 
 
-@frozen
+@dataclasses.dataclass(frozen=True)
 class Stacked(Cell):
     """A deep RNN: `layers[0]` reads the input, each next layer reads the one below.
 
@@ -129,15 +129,16 @@ class Stacked(Cell):
         _checks.feature_size("x", x, self.input_size_of(params))
         return self.step(params, carry, self.project_inputs(params, x), key)
 
-    def unroll_time_major(self, params, xs, carry, lengths, reverse, unroll, remat, key):
-        """Layer by layer, each a scan of its own (dropout masks are per step and unit)."""
+    def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
+                          key=None):
+        """Layer by layer, each a loop of its own (dropout masks are per step and unit)."""
         keys = self._dropout_keys(key)
         finals, ys = [], xs
         for i, layer in enumerate(self.layers):
             if i > 0:
                 ys = self._drop(ys, keys[i - 1])
-            final, ys = unroll_time_major(layer, params[i], ys, carry[i], lengths, reverse,
-                                          unroll, remat, None)
+            final, ys = layer.unroll_time_major(params[i], ys, carry[i], lengths=lengths,
+                                                reverse=reverse, unroll=unroll, remat=remat)
             finals.append(final)
         return tuple(finals), ys
 
@@ -153,7 +154,7 @@ class Stacked(Cell):
         return jnp.where(keep, y / (1.0 - self.dropout), 0.0).astype(y.dtype)
 
 
-@frozen
+@dataclasses.dataclass(frozen=True)
 class Bidirectional:
     """Runs `fwd` forward and `bwd` backward over each sequence (within its length).
 
@@ -192,17 +193,19 @@ class Bidirectional:
         return (self.fwd.initial_carry(batch_shape, dtype),
                 self.bwd.initial_carry(batch_shape, dtype))
 
-    def unroll_time_major(self, params, xs, carry, lengths, reverse, unroll, remat, key):
+    def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
+                          key=None):
         k_f, k_b = (None, None) if key is None else jax.random.split(key)
-        c_f, y_f = unroll_time_major(self.fwd, params["fwd"], xs, carry[0], lengths,
-                                     reverse, unroll, remat, k_f)
-        c_b, y_b = unroll_time_major(self.bwd, params["bwd"], xs, carry[1], lengths,
-                                     not reverse, unroll, remat, k_b)
+        options = dict(lengths=lengths, unroll=unroll, remat=remat)
+        c_f, y_f = self.fwd.unroll_time_major(params["fwd"], xs, carry[0], reverse=reverse,
+                                              key=k_f, **options)
+        c_b, y_b = self.bwd.unroll_time_major(params["bwd"], xs, carry[1],
+                                              reverse=not reverse, key=k_b, **options)
         ys = y_f + y_b if self.merge == "sum" else jnp.concatenate([y_f, y_b], axis=-1)
         return (c_f, c_b), ys
 
 
-@frozen
+@dataclasses.dataclass(frozen=True)
 class Dense:
     """y = x W + b. Params: `W` [I, features] (Glorot), `b` [features] (zeros)."""
 
@@ -222,7 +225,7 @@ class Dense:
         return x @ params["W"] + params["b"]
 
 
-@frozen
+@dataclasses.dataclass(frozen=True)
 class Embedding:
     """Token ids [...] -> vectors [..., features]. Params: `E` [vocab_size, features] ~ N(0, 1)."""
 

@@ -13,8 +13,10 @@ CELLS = {
     "relu": rj.SimpleRNN(hidden_size=6, activation="relu", recurrent_scale=0.9),
     "irnn": rj.IRNN(hidden_size=6),
     "lstm": rj.LSTM(hidden_size=6),                      # hand-written backward
-    "lstm_autodiff": rj.LSTM(hidden_size=6, fused=False),  # the generic scan
+    "lstm_autodiff": rj.LSTM(hidden_size=6, use_loop_rule=False),  # the generic scan
     "peephole": rj.PeepholeLSTM(hidden_size=6, peephole_scale=0.5),
+    "peephole_previous": rj.PeepholeLSTM(hidden_size=6, peephole_scale=0.5,
+                                         output_peephole="previous"),  # the lectures' form
     "gru": rj.GRU(hidden_size=6),
     "gru_reset_after": rj.GRU(hidden_size=6, reset_after=True),
     "clockwork": rj.ClockworkRNN(hidden_size=6, periods=(1, 2, 4)),

@@ -19,7 +19,9 @@ def simple_step(p, h, x, act=np.tanh):
     return h, h
 
 
-def lstm_step(p, carry, x, peephole=False):
+def lstm_step(p, carry, x, peephole=None):
+    """peephole: None (a plain LSTM), "new" (the output gate reads c_t) or "previous"
+    (it reads c_(t-1))."""
     h, c = carry
     H = h.shape[-1]
     gate = lambda k: x @ p["W_x"][:, k * H:(k + 1) * H] + h @ p["W_h"][:, k * H:(k + 1) * H] \
@@ -28,7 +30,7 @@ def lstm_step(p, carry, x, peephole=False):
     pf = p["p_f"] * c if peephole else 0.0
     i, f, g = sigmoid(gate(0) + pi), sigmoid(gate(1) + pf), np.tanh(gate(2))
     c_new = f * c + i * g
-    po = p["p_o"] * c_new if peephole else 0.0
+    po = 0.0 if peephole is None else p["p_o"] * (c_new if peephole == "new" else c)
     h_new = sigmoid(gate(3) + po) * np.tanh(c_new)
     return (h_new, c_new), h_new
 
@@ -73,7 +75,8 @@ def step_fn(cell):
                                                acts[cell.activation]),
                 (np.zeros(H), 0))
     if isinstance(cell, rj.PeepholeLSTM):
-        return lambda p, c, x: lstm_step(p, c, x, peephole=True), (np.zeros(H), np.zeros(H))
+        return (lambda p, c, x: lstm_step(p, c, x, peephole=cell.output_peephole),
+                (np.zeros(H), np.zeros(H)))
     if isinstance(cell, rj.LSTM):
         return lstm_step, (np.zeros(H), np.zeros(H))
     if isinstance(cell, rj.GRU):

@@ -178,24 +178,25 @@ def test_clockwork_masked_weights_never_act():
     assert np.any(np.asarray(grad)[mask == 1] != 0)
 
 
-FAST_PATHS = {"lstm": lambda fused: rj.LSTM(6, fused=fused),
-              "gru": lambda fused: rj.GRU(6, fused=fused),
-              "gru_reset_after": lambda fused: rj.GRU(6, reset_after=True, fused=fused),
-              "tanh": lambda fused: rj.SimpleRNN(6, fused=fused),
-              "relu": lambda fused: rj.SimpleRNN(6, activation="relu", fused=fused)}
+LOOP_RULE_CELLS = {
+    "lstm": lambda use: rj.LSTM(6, use_loop_rule=use),
+    "gru": lambda use: rj.GRU(6, use_loop_rule=use),
+    "gru_reset_after": lambda use: rj.GRU(6, reset_after=True, use_loop_rule=use),
+    "tanh": lambda use: rj.SimpleRNN(6, use_loop_rule=use),
+    "relu": lambda use: rj.SimpleRNN(6, activation="relu", use_loop_rule=use)}
 
 
-@pytest.mark.parametrize("name", FAST_PATHS)
+@pytest.mark.parametrize("name", LOOP_RULE_CELLS)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("lengths", [None, (9, 5, 0)])
 def test_hand_written_backward_equals_autodiff(name, reverse, lengths):
-    """The fast path (`loop_rule`) against autodiff of the generic scan of `step`:
+    """The loop rule (hand-written backward) against autodiff of the generic scan of `step`:
     outputs, final carry, gradients of params, inputs and initial carry; also with
     remat (chunked re-run of the fast path vs jax.checkpoint of each step)."""
-    fused, plain = FAST_PATHS[name](True), FAST_PATHS[name](False)
-    assert fused.loop_rule is not None and plain.loop_rule is None
-    params, xs = setup(fused, seed=5)
-    carry0 = randomize(fused.initial_carry((B,)), jax.random.key(6))
+    ruled, plain = LOOP_RULE_CELLS[name](True), LOOP_RULE_CELLS[name](False)
+    assert ruled.loop_rule is not None and plain.loop_rule is None
+    params, xs = setup(ruled, seed=5)
+    carry0 = randomize(ruled.initial_carry((B,)), jax.random.key(6))
     lengths = None if lengths is None else jnp.array(lengths)
 
     def loss(cell, params, xs, carry, remat):
@@ -207,37 +208,38 @@ def test_hand_written_backward_equals_autodiff(name, reverse, lengths):
         cell, params, xs, carry0, remat)
     reference = grad(plain, False)
     for remat in (False, True):
-        chex.assert_trees_all_close(grad(fused, remat), reference, atol=1e-5, rtol=1e-5)
+        chex.assert_trees_all_close(grad(ruled, remat), reference, atol=1e-5, rtol=1e-5)
 
 
 def test_linear_rnn_fast_path_equals_autodiff_float64():
     """identity activation: outputs grow large, so compared in float64."""
     with jax.enable_x64(True):
-        fused, plain = (rj.SimpleRNN(6, activation="identity", fused=f) for f in (True, False))
-        params, xs = setup(fused, seed=7, dtype=jnp.float64)
+        ruled, plain = (rj.SimpleRNN(6, activation="identity", use_loop_rule=use)
+                        for use in (True, False))
+        params, xs = setup(ruled, seed=7, dtype=jnp.float64)
         lengths = jnp.array([9, 4, 0])
         loss = lambda cell, p, xs: jnp.sum(jnp.sin(rj.unroll(cell, p, xs, seq_lengths=lengths)[1]))
-        grads = [jax.grad(loss, argnums=(1, 2))(cell, params, xs) for cell in (fused, plain)]
+        grads = [jax.grad(loss, argnums=(1, 2))(cell, params, xs) for cell in (ruled, plain)]
         chex.assert_trees_all_close(*grads, atol=0, rtol=1e-9)
 
 
-@pytest.mark.parametrize("name", FAST_PATHS)
+@pytest.mark.parametrize("name", LOOP_RULE_CELLS)
 def test_bfloat16_inputs_with_float32_params(name):
     """bfloat16 xs and float32 params compute in float32 (the carry too); the fast path's
     gradients come back in each primal's dtype and equal the generic loop's."""
-    fused, plain = FAST_PATHS[name](True), FAST_PATHS[name](False)
-    params, xs = setup(fused, seed=8)
+    ruled, plain = LOOP_RULE_CELLS[name](True), LOOP_RULE_CELLS[name](False)
+    params, xs = setup(ruled, seed=8)
     xs = xs.astype(jnp.bfloat16)
 
     def grads(cell, remat):
         loss = lambda p, xs: jnp.sum(jnp.sin(rj.unroll(cell, p, xs, remat=remat)[1]))
         return jax.grad(loss, argnums=(0, 1))(params, xs)
 
-    carry, ys = rj.unroll(fused, params, xs)
+    carry, ys = rj.unroll(ruled, params, xs)
     assert ys.dtype == jnp.float32 and all(a.dtype == jnp.float32 for a in jax.tree.leaves(carry))
     reference = grads(plain, False)
     for remat in (False, True):
-        got = grads(fused, remat)
+        got = grads(ruled, remat)
         assert got[1].dtype == jnp.bfloat16
         assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(got[0]))
         chex.assert_trees_all_close(got, reference, atol=1e-5, rtol=1e-5)

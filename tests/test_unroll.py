@@ -97,9 +97,9 @@ def test_jit_unroll_and_remat_agree(name):
 @pytest.mark.parametrize("chunk", [1, 3, 4, 11, 16])
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_lstm_chunked_remat_equals_stored_residuals(chunk, with_lengths):
-    """The chunked backward (fused_loop chunk=K, T=11: padded chunks for K=3, 4, 16)
+    """The chunked backward (run_loop_rule chunk=K, T=11: padded chunks for K=3, 4, 16)
     gives the same outputs, final carry and every gradient as keeping all steps."""
-    from rnnjax.cells.fused import fused_loop
+    from rnnjax.cells.loop_rule import run_loop_rule
     cell = CELLS["lstm"]
     params, xs = setup(cell, 3, 11, seed=4)
     xs = jnp.swapaxes(xs, 0, 1)
@@ -108,7 +108,7 @@ def test_lstm_chunked_remat_equals_stored_residuals(chunk, with_lengths):
     alive = (jnp.arange(11)[:, None] < jnp.array([11, 5, 0])[None, :]) if with_lengths else None
 
     def loss(params, xs, h0, c0, chunk):
-        (h, c), ys = fused_loop(cell.loop_rule, params, xs, (h0, c0), alive, 1, chunk)
+        (h, c), ys = run_loop_rule(cell.loop_rule, params, xs, (h0, c0), alive, 1, chunk)
         return jnp.sum(jnp.sin(ys)) + jnp.sum(h ** 2) + jnp.sum(c ** 3), (h, c, ys)
 
     grad = jax.jit(jax.value_and_grad(loss, argnums=range(4), has_aux=True), static_argnums=4)

@@ -15,15 +15,22 @@ input). `cell(params, carry, x)` is `step(params, carry, project_inputs(params, 
 `hidden(carry)` and `replace_hidden(carry, h)` expose the hidden state h that the
 cell emits, for probes that perturb or read it.
 
-A cell may also have a `loop_rule` (`rnnjax.cells.fused.LoopRule`): its whole time
-loop with a hand-written backward pass, which `rj.unroll` then runs instead of
-scanning `step` (LSTM, GRU, SimpleRNN; None for the others or with `fused=False`).
+A cell may also have a loop rule (`loop_rule`, a `rnnjax.cells.loop_rule.LoopRule`):
+its whole time loop with a hand-written backward pass, which `rj.unroll` runs instead
+of scanning `step`. The LSTM, the GRU and the SimpleRNN with a named activation have
+one, switched by their `use_loop_rule` field (False: autodiff of the scanned step,
+which forward-mode autodiff through `rj.unroll` needs); other cells return None.
+
+Everything `rj.unroll` needs of a model (`init`, `input_size_of`, `initial_carry`,
+`output_size`, `unroll_time_major`) is the `SequenceModel` protocol. A cell meets it
+by scanning its step; `Bidirectional`, and a `Stacked` that holds one, meet it
+without having a step.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -34,15 +41,38 @@ Params = dict
 Carry = Any
 
 
+class SequenceModel(Protocol):
+    """What `rj.unroll` runs: a cell, a `Stacked` or a `Bidirectional`."""
+
+    @property
+    def output_size(self) -> int: ...
+
+    def init(self, key, input_size: int, dtype=...) -> Any: ...
+
+    def input_size_of(self, params) -> int: ...
+
+    def initial_carry(self, batch_shape=(), dtype=...) -> Any: ...
+
+    def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
+                          key): ...
+
+
 class Cell:
-    """Base class of all cells; subclasses are `@dataclasses.dataclass(frozen=True)`."""
+    """Base class of all cells; subclasses are `@dataclasses.dataclass(frozen=True)`.
+
+    Subclasses declare `hidden_size` and, for the default `init`, `recurrent_init`
+    and `recurrent_scale` as dataclass fields (the defaults below document them).
+    """
 
     hidden_size: int
+    #: the recurrent weights' init: "orthogonal", "identity", "glorot" or a callable
+    #: `(key, shape, dtype)`, applied to each `[H, H]` gate block
+    recurrent_init: str | Callable = "orthogonal"
+    #: a factor on each recurrent gate block (rho for the orthogonal init)
+    recurrent_scale: float = 1.0
     #: number of `[H]`-wide blocks side by side in `W_x`, `W_h` and `b` (gate order
     #: is documented by each cell)
     gates: ClassVar[int] = 1
-    #: the fast path's time loop (see the module doc); None: `rj.unroll` scans `step`
-    loop_rule: ClassVar[Any] = None
 
     def __post_init__(self):
         _checks.positive_int("hidden_size", self.hidden_size)
@@ -92,12 +122,23 @@ class Cell:
         _checks.feature_size("x", x, self.input_size_of(params))
         return self.step(params, carry, self.project_inputs(params, x))
 
+    # -- the time loop ----------------------------------------------------------
+    @property
+    def loop_rule(self):
+        """The time loop with a hand-written backward pass, or None: `rj.unroll` then
+        scans `step` (see the module doc)."""
+        return None
+
+    def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
+                          key=None):
+        """The `SequenceModel` loop: `rnnjax.time_loop.scan_cell` (the key is unused)."""
+        del key
+        from rnnjax.time_loop import scan_cell  # the loop module imports the cells
+
+        return scan_cell(self, params, xs, carry, lengths=lengths, reverse=reverse,
+                         unroll=unroll, remat=remat)
+
 
 def split_gates(a, n: int):
     """Split the last axis into `n` equal gate blocks."""
     return jnp.split(a, n, axis=-1)
-
-
-def frozen(cls):
-    """Decorator: a frozen, hashable dataclass (the form of every cell's config)."""
-    return dataclasses.dataclass(frozen=True)(cls)

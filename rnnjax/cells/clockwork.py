@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax.cells.base import Cell, frozen
+from rnnjax.cells.base import Cell
 from rnnjax.cells.simple import resolve_activation
 
 
@@ -18,7 +19,7 @@ class ClockworkCarry(NamedTuple):
     t: jax.Array  # [*batch] int32: how many steps this sequence has taken
 
 
-@frozen
+@dataclasses.dataclass(frozen=True)
 class ClockworkRNN(Cell):
     """A simple RNN whose hidden units form modules that tick at different periods.
 

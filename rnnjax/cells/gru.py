@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells.base import Cell, frozen, split_gates
-from rnnjax.cells.gru_fused import GRU_RESET_AFTER_RULE, GRU_RULE
+from rnnjax.cells import gru_rule
+from rnnjax.cells.base import Cell, split_gates
 
 
-@frozen
+@dataclasses.dataclass(frozen=True)
 class GRU(Cell):
-    """GRU with gates fused in one matmul; gate order r, z, n (PyTorch's).
+    """GRU; its three gates come from one matmul, in the order r, z, n (PyTorch's).
 
         r = sigmoid(x W_xr + h W_hr + b_r)          reset gate
         z = sigmoid(x W_xz + h W_hz + b_z)          update gate
@@ -23,20 +24,24 @@ class GRU(Cell):
             n = tanh(x W_xn + b_n + r * (h W_hn + b_hn))
         h_t = (1 - z) * n + z * h_{t-1}
 
+    The lectures write h_t = (1 - z') h_{t-1} + z' n: the same cell with z' = 1 - z
+    (an update gate that opens towards the candidate), i.e. with the z block of
+    `W_x`, `W_h` and `b` negated. The form here is PyTorch's and flax's.
+
     Params: `W_x` [I, 3H], `W_h` [H, 3H], `b` [3H]; with reset_after=True also
     `b_hn` [H] (the recurrent bias of the candidate, which r multiplies; zeros at
     init). The carry and the output are h [*batch, H].
 
-    `fused=True` (default): `rj.unroll` runs the loop with a hand-written backward
-    pass (`rnnjax.cells.gru_fused`); reverse-mode only: set `fused=False` for
-    forward-mode autodiff through `rj.unroll`. The step itself is plain jax.
+    `use_loop_rule=True` (default): `rj.unroll` runs the loop with a hand-written
+    backward pass (`rnnjax.cells.gru_rule`); reverse-mode only: set
+    `use_loop_rule=False` for forward-mode autodiff through `rj.unroll`.
     """
 
     hidden_size: int
     reset_after: bool = False
     recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
-    fused: bool = True
+    use_loop_rule: bool = True
     gates = 3
 
     def init(self, key, input_size, dtype=jnp.float32):
@@ -47,10 +52,7 @@ class GRU(Cell):
 
     @property
     def loop_rule(self):
-        """The fast path's time loop for `rj.unroll` (None: the generic scan of `step`)."""
-        if not self.fused:
-            return None
-        return GRU_RESET_AFTER_RULE if self.reset_after else GRU_RULE
+        return gru_rule.loop_rule(self.reset_after) if self.use_loop_rule else None
 
     def step(self, params, carry, xp):
         h = carry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -9,8 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import _checks
-from rnnjax.cells.base import Cell, frozen, split_gates
-from rnnjax.cells.lstm_fused import LSTM_RULE
+from rnnjax.cells import lstm_rule
+from rnnjax.cells.base import Cell, split_gates
 
 
 class LSTMCarry(NamedTuple):
@@ -18,36 +19,10 @@ class LSTMCarry(NamedTuple):
     c: jax.Array
 
 
-@frozen
-class LSTM(Cell):
-    """The LSTM with forget gate, gates fused in one matmul.
+class _LSTMState(Cell):
+    """What the LSTMs share: 4 gate blocks, the forget bias, the carry (h, c)."""
 
-        [i, f, g, o] = x_t W_x + h_{t-1} W_h + b
-        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
-        h_t = sigmoid(o) * tanh(c_t)
-
-    Params: `W_x` [I, 4H], `W_h` [H, 4H], `b` [4H], gate blocks in the order
-    i, f, g, o (PyTorch's order). `b` starts at zero except the forget block,
-    which starts at `forget_bias` (Gers et al., 2000; Jozefowicz et al., 2015).
-    The carry is `LSTMCarry(h, c)`, each [*batch, H]; the output is h.
-
-    `fused=True` (default): `rj.unroll` runs the loop with a hand-written backward
-    pass (`rnnjax.cells.lstm_fused`, faster; see benchmarks/NOTES.md). It supports
-    reverse-mode only: set `fused=False` for forward-mode autodiff (`jax.jvp`,
-    `jax.jacfwd`) through `rj.unroll`. The step itself is plain jax either way.
-
-    >>> import jax, rnnjax as rj
-    >>> cell = rj.LSTM(hidden_size=8)
-    >>> params = cell.init(jax.random.key(0), input_size=3)
-    >>> params["W_h"].shape, float(params["b"][8:16].mean())
-    ((8, 32), 1.0)
-    """
-
-    hidden_size: int
     forget_bias: float = 1.0
-    recurrent_init: str | Callable = "orthogonal"
-    recurrent_scale: float = 1.0
-    fused: bool = True
     gates = 4
 
     def init(self, key, input_size, dtype=jnp.float32):
@@ -66,6 +41,38 @@ class LSTM(Cell):
     def replace_hidden(self, carry, h):
         return carry._replace(h=h)
 
+
+@dataclasses.dataclass(frozen=True)
+class LSTM(_LSTMState):
+    """The LSTM with forget gate; its four gates come from one matmul.
+
+        [i, f, g, o] = x_t W_x + h_{t-1} W_h + b
+        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+        h_t = sigmoid(o) * tanh(c_t)
+
+    Params: `W_x` [I, 4H], `W_h` [H, 4H], `b` [4H], gate blocks in the order
+    i, f, g, o (PyTorch's order). `b` starts at zero except the forget block,
+    which starts at `forget_bias` (Gers et al., 2000; Jozefowicz et al., 2015).
+    The carry is `LSTMCarry(h, c)`, each [*batch, H]; the output is h.
+
+    `use_loop_rule=True` (default): `rj.unroll` runs the loop with a hand-written
+    backward pass (`rnnjax.cells.lstm_rule`, faster; see benchmarks/NOTES.md). It
+    supports reverse-mode only: set `use_loop_rule=False` for forward-mode autodiff
+    (`jax.jvp`, `jax.jacfwd`) through `rj.unroll`. The step is plain jax either way.
+
+    >>> import jax, rnnjax as rj
+    >>> cell = rj.LSTM(hidden_size=8)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> params["W_h"].shape, float(params["b"][8:16].mean())
+    ((8, 32), 1.0)
+    """
+
+    hidden_size: int
+    forget_bias: float = 1.0
+    recurrent_init: str | Callable = "orthogonal"
+    recurrent_scale: float = 1.0
+    use_loop_rule: bool = True
+
     def step(self, params, carry, xp):
         i, f, g, o = split_gates(xp + carry.h @ params["W_h"], 4)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
@@ -74,27 +81,28 @@ class LSTM(Cell):
 
     @property
     def loop_rule(self):
-        """The fast path's time loop for `rj.unroll` (None: the generic scan of `step`)."""
-        return LSTM_RULE if self.fused else None
+        return lstm_rule.loop_rule() if self.use_loop_rule else None
 
 
-@frozen
-class PeepholeLSTM(LSTM):
+@dataclasses.dataclass(frozen=True)
+class PeepholeLSTM(_LSTMState):
     """LSTM with diagonal peephole connections from the cell state into the gates.
 
-    The Gers, Schraudolph and Schmidhuber (2002) / Graves (2013) form: the input and
-    forget gates see the previous cell state c_{t-1}; the output gate sees the new
-    cell state c_t.
+    The input and forget gates see the previous cell state c_{t-1}; the output gate
+    sees the new cell state c_t (`output_peephole="new"`, the default: Gers,
+    Schraudolph and Schmidhuber, 2002; Graves, 2013) or the previous one
+    (`output_peephole="previous"`: all three gates read c_{t-1}, the lectures' form).
 
         i = sigmoid(x W_xi + h_{t-1} W_hi + p_i * c_{t-1} + b_i)
         f = sigmoid(x W_xf + h_{t-1} W_hf + p_f * c_{t-1} + b_f)
         c_t = f * c_{t-1} + i * tanh(x W_xg + h_{t-1} W_hg + b_g)
-        o = sigmoid(x W_xo + h_{t-1} W_ho + p_o * c_t + b_o)
+        o = sigmoid(x W_xo + h_{t-1} W_ho + p_o * c_t + b_o)     (c_{t-1}: "previous")
         h_t = o * tanh(c_t)
 
     Params: those of `LSTM` (gate order i, f, g, o) plus the peephole vectors `p_i`,
-    `p_f`, `p_o` [H], initialised U(-0.1, 0.1) so that at initialisation the cell
-    differs from a plain LSTM.
+    `p_f`, `p_o` [H], initialised U(-peephole_scale, peephole_scale) so that at
+    initialisation the cell differs from a plain LSTM. It always scans its step (no
+    loop rule).
     """
 
     hidden_size: int
@@ -102,7 +110,13 @@ class PeepholeLSTM(LSTM):
     recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
     peephole_scale: float = 0.1
-    loop_rule = None  # the peepholes need their own backward: the generic loop (`fused` unused)
+    output_peephole: str = "new"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.output_peephole not in ("new", "previous"):
+            raise ValueError(f"output_peephole must be 'new' (c_t) or 'previous' (c_(t-1)), "
+                             f"got {self.output_peephole!r}")
 
     def init(self, key, input_size, dtype=jnp.float32):
         input_size = _checks.positive_int("input_size", input_size)
@@ -118,5 +132,6 @@ class PeepholeLSTM(LSTM):
         i = jax.nn.sigmoid(i + params["p_i"] * carry.c)
         f = jax.nn.sigmoid(f + params["p_f"] * carry.c)
         c = f * carry.c + i * jnp.tanh(g)
-        h = jax.nn.sigmoid(o + params["p_o"] * c) * jnp.tanh(c)
+        c_seen = c if self.output_peephole == "new" else carry.c
+        h = jax.nn.sigmoid(o + params["p_o"] * c_seen) * jnp.tanh(c)
         return LSTMCarry(h, c), h

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells import simple_fused
-from rnnjax.cells.base import Cell, frozen
+from rnnjax.cells import simple_rule
+from rnnjax.cells.base import Cell
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda a: a,
                "linear": lambda a: a}
-#: the named activations' derivatives as functions of their outputs (the fast path's)
+#: the named activations' derivatives as functions of their outputs (the loop rule's)
 OUTPUT_DERIVATIVES = {"tanh": lambda y: 1.0 - y ** 2,
                       "relu": lambda y: (y > 0).astype(y.dtype),
                       "identity": jnp.ones_like, "linear": jnp.ones_like}
@@ -27,7 +28,7 @@ def resolve_activation(activation) -> Callable:
     return ACTIVATIONS[activation]
 
 
-@frozen
+@dataclasses.dataclass(frozen=True)
 class SimpleRNN(Cell):
     """h_t = act(h_{t-1} W_h + x_t W_x + b), in the row-vector form.
 
@@ -38,9 +39,9 @@ class SimpleRNN(Cell):
     `recurrent_scale`: `recurrent_scale=rho` with the orthogonal init gives W_h
     with every singular value equal to rho.
 
-    `fused=True` (default): for a named activation `rj.unroll` runs the loop with a
-    hand-written backward pass (`rnnjax.cells.simple_fused`); reverse-mode only:
-    set `fused=False` for forward-mode autodiff through `rj.unroll`.
+    `use_loop_rule=True` (default): for a named activation `rj.unroll` runs the loop
+    with a hand-written backward pass (`rnnjax.cells.simple_rule`); reverse-mode
+    only: set `use_loop_rule=False` for forward-mode autodiff through `rj.unroll`.
 
     >>> import jax, jax.numpy as jnp, rnnjax as rj
     >>> cell = rj.SimpleRNN(hidden_size=4)
@@ -56,7 +57,7 @@ class SimpleRNN(Cell):
     activation: str | Callable = "tanh"
     recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
-    fused: bool = True
+    use_loop_rule: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,10 +65,9 @@ class SimpleRNN(Cell):
 
     @property
     def loop_rule(self):
-        """The fast path's time loop for `rj.unroll` (None: the generic scan of `step`)."""
-        if not self.fused or not isinstance(self.activation, str):
+        if not self.use_loop_rule or not isinstance(self.activation, str):
             return None  # a custom activation function: the generic loop
-        return simple_fused.loop_rule(ACTIVATIONS[self.activation],
+        return simple_rule.loop_rule(ACTIVATIONS[self.activation],
                                       OUTPUT_DERIVATIVES[self.activation])
 
     def step(self, params, carry, xp):
@@ -75,7 +75,7 @@ class SimpleRNN(Cell):
         return h, h
 
 
-@frozen
+@dataclasses.dataclass(frozen=True)
 class IRNN(SimpleRNN):
     """ReLU RNN with W_h = `recurrent_scale` * I and zero bias (Le, Jaitly and Hinton, 2015)."""
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
-from rnnjax.unroll import unroll
+from rnnjax.time_loop import unroll
 
 
 def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):

@@ -36,7 +36,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
-from rnnjax.unroll import unroll_time_major
 
 
 def tbptt_value_and_grad(model, params, xs, targets, loss_fn: Callable, k1: int, k2: int,
@@ -129,8 +128,8 @@ def _tbptt(model, params, xs, targets, loss_fn, k1, k2, carry, lengths):
 
         def advance(c, inputs):
             x_block, start = inputs
-            new, _ = unroll_time_major(model, frozen, x_block, c, shifted(start),
-                                       False, 1, False, None)
+            new, _ = model.unroll_time_major(frozen, x_block, c, lengths=shifted(start),
+                                             reverse=False, unroll=1, remat=False)
             return new, c
 
         last, carries = lax.scan(advance, carry, (xb, jnp.arange(blocks) * grain))
@@ -152,8 +151,8 @@ def _tbptt(model, params, xs, targets, loss_fn, k1, k2, carry, lengths):
             lambda t: lax.dynamic_slice_in_dim(t, j * k1, k1, axis=1), targets)
 
         def chunk_loss(p):
-            c_end, ys = unroll_time_major(model, p, x_window, c0, shifted(start),
-                                          False, 1, False, None)
+            c_end, ys = model.unroll_time_major(p, x_window, c0, lengths=shifted(start),
+                                                reverse=False, unroll=1, remat=False)
             # Windows clipped at step 0 run past the chunk's end; those later steps
             # never reach the loss (nor its gradient).
             ys = lax.dynamic_slice_in_dim(ys, j * k1 - start, k1, axis=0)
@@ -199,6 +198,8 @@ class SubParams:
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         return self.model.initial_carry(batch_shape, dtype)
 
-    def unroll_time_major(self, params, xs, carry, lengths, reverse, unroll, remat, key):
-        return unroll_time_major(self.model, params[self.key], xs, carry, lengths, reverse,
-                                 unroll, remat, key)
+    def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
+                          key=None):
+        return self.model.unroll_time_major(params[self.key], xs, carry, lengths=lengths,
+                                            reverse=reverse, unroll=unroll, remat=remat,
+                                            key=key)

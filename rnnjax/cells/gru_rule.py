@@ -1,4 +1,4 @@
-"""The GRU's fast paths: `LoopRule`s for `rnnjax.cells.fused.fused_loop`.
+"""The GRU's loop rules: `LoopRule`s for `rnnjax.cells.loop_rule.run_loop_rule`.
 
 Params {"W_x" [I, 3H], "W_h" [H, 3H], "b" [3H]} (+ "b_hn" [H] with reset_after),
 gate order r, z, n; carry h. With a = x W_x + b and u = h W_h (blocks r, z, n):
@@ -14,15 +14,14 @@ The backward emits dA [T, B, 3H], the gradient of the input-side pre-activations
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.cells.fused import LoopRule, keep_alive, rows
-
-
-def _split3(a):
-    return jnp.split(a, 3, axis=-1)
+from rnnjax.cells.base import split_gates
+from rnnjax.cells.loop_rule import LoopRule, keep_alive, rows
 
 
 def _forward(params, xs, h, alive, unroll, reset_after):
@@ -32,15 +31,15 @@ def _forward(params, xs, h, alive, unroll, reset_after):
 
     def body(h, inputs):
         x_t, alive_t = inputs
-        a_r, a_z, a_n = _split3(x_t @ w_x + b)
+        a_r, a_z, a_n = split_gates(x_t @ w_x + b, 3)
         if reset_after:
-            u_r, u_z, u_n = _split3(h @ w_h)
+            u_r, u_z, u_n = split_gates(h @ w_h, 3)
             r, z = jax.nn.sigmoid(a_r + u_r), jax.nn.sigmoid(a_z + u_z)
             m = u_n + params["b_hn"]
             n = jnp.tanh(a_n + r * m)
             saved = (h, r, z, n, m)
         else:
-            u_r, u_z = jnp.split(h @ w_h_rz, 2, axis=-1)
+            u_r, u_z = split_gates(h @ w_h_rz, 2)
             r, z = jax.nn.sigmoid(a_r + u_r), jax.nn.sigmoid(a_z + u_z)
             n = jnp.tanh(a_n + (r * h) @ w_h_n)
             saved = (h, r, z, n)
@@ -99,13 +98,9 @@ def _grads(params, xs, residuals, emitted, reset_after):
     return dparams, emitted[0] @ params["W_x"].T
 
 
-def _rule(reset_after):
-    return LoopRule(
-        lambda params, xs, h, alive, unroll: _forward(params, xs, h, alive, unroll, reset_after),
-        lambda params, dys, res, alive, dh, unroll: _backward(params, dys, res, alive, dh,
-                                                              unroll, reset_after),
-        lambda params, xs, res, emitted: _grads(params, xs, res, emitted, reset_after))
-
-
-GRU_RULE = _rule(reset_after=False)
-GRU_RESET_AFTER_RULE = _rule(reset_after=True)
+@functools.cache
+def loop_rule(reset_after: bool) -> LoopRule:
+    """The GRU's rule for either form (cached: one object per form)."""
+    return LoopRule(functools.partial(_forward, reset_after=reset_after),
+                    functools.partial(_backward, reset_after=reset_after),
+                    functools.partial(_grads, reset_after=reset_after))

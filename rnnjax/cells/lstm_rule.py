@@ -1,4 +1,4 @@
-"""The LSTM's fast path: its `LoopRule` for `rnnjax.cells.fused.fused_loop`.
+"""The LSTM's loop rule: its `LoopRule` for `rnnjax.cells.loop_rule.run_loop_rule`.
 
 Params {"W_x" [I, 4H], "W_h" [H, 4H], "b" [4H]}, gate order i, f, g, o; carry (h, c).
 The backward carries (dh, dc) and emits dz [T, B, 4H], the gradient of the gate
@@ -7,11 +7,14 @@ pre-activations, which is both dA (input side) and dU (recurrent side).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.cells.fused import LoopRule, keep_alive, rows
+from rnnjax.cells.base import split_gates
+from rnnjax.cells.loop_rule import LoopRule, keep_alive, rows
 
 
 def _forward(params, xs, carry, alive, unroll):
@@ -20,7 +23,7 @@ def _forward(params, xs, carry, alive, unroll):
     def body(carry, inputs):
         h, c = carry
         x_t, alive_t = inputs
-        i, f, g, o = jnp.split(x_t @ w_x + h @ w_h + b, 4, axis=-1)
+        i, f, g, o = split_gates(x_t @ w_x + h @ w_h + b, 4)
         i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
         c_new = f * c + i * g
         tanh_c = jnp.tanh(c_new)
@@ -61,4 +64,7 @@ def _grads(params, xs, residuals, dz):
     return dparams, dz @ params["W_x"].T
 
 
-LSTM_RULE = LoopRule(_forward, _backward, _grads)
+@functools.cache
+def loop_rule() -> LoopRule:
+    """The LSTM's rule (cached: one object, a static argument of the compiled loop)."""
+    return LoopRule(_forward, _backward, _grads)

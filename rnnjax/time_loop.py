@@ -1,22 +1,25 @@
 """The time loop: one `lax.scan` over a cell, exact for variable-length batches.
 
-A model is a cell (anything with `project_inputs` and `step`) or a sequence model
-(`Stacked`, `Bidirectional`: anything with `unroll_time_major`). The input matmul of
-a cell runs once over all steps, outside the scan (inside the checkpointed step with
-`remat`); the scan carries only the recurrent part.
+`unroll` checks its inputs and runs the model's `unroll_time_major` (the
+`SequenceModel` protocol of `rnnjax.cells.base`) compiled once per model and shapes.
+A cell's is `scan_cell`: its loop rule where it has one, else a scan of its step,
+with the input matmul of all steps outside the scan (inside the checkpointed step
+with `remat`); `Stacked` and `Bidirectional` compose their layers' loops.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
-from rnnjax.cells.fused import fused_loop, remat_chunk
+from rnnjax.cells.loop_rule import remat_chunk, run_loop_rule
 
 
-def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
+def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
            time_major=None, unroll=1, remat=False, key=None):
     """Run `model` over the sequences `xs`; return `(final_carry, outputs)`.
 
@@ -35,7 +38,7 @@ def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
       unroll: steps per scan iteration (`lax.scan`'s `unroll`).
       remat: recompute in the backward pass instead of storing: each step
         (`jax.checkpoint`, memory O(T * carry) instead of O(T * activations)); the
-        fast paths (LSTM, GRU, SimpleRNN) keep the carry every ~sqrt(T) steps and
+        loop rules (LSTM, GRU, SimpleRNN) keep the carry every ~sqrt(T) steps and
         re-run each chunk (memory O(sqrt(T)) steps). About one extra forward pass of time.
       key: PRNG key for dropout in a `Stacked` (none: no dropout).
 
@@ -59,39 +62,36 @@ def unroll(model, params, xs, carry=None, seq_lengths=None, reverse=False,
     carry = _checks.carry_or_initial(model, carry, batch,
                                      _checks.compute_dtype(params, xs))
     _checks.positive_int("unroll", unroll)
-    carry, ys = _unroll_jit(model, params, xs, carry, lengths, reverse, unroll, remat, key)
+    carry, ys = _unroll_compiled(model, params, xs, carry, lengths, key, reverse=reverse,
+                                 unroll=unroll, remat=remat)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
-
-
-def unroll_time_major(model, params, xs, carry, lengths, reverse, unroll, remat, key):
-    """The checked-input core of `unroll`: xs [T, B, F], lengths [B] int32 or None."""
-    if hasattr(model, "unroll_time_major"):
-        return model.unroll_time_major(params, xs, carry, lengths, reverse, unroll,
-                                       remat, key)
-    return scan_cell(model, params, xs, carry, lengths, reverse, unroll, remat)
 
 
 # Compiled once per (model, shapes, flags): an eager call of `unroll` would otherwise
 # trace and compile a fresh scan every time. Inside an outer jit this is inlined.
-_unroll_jit = jax.jit(unroll_time_major, static_argnums=(0, 5, 6, 7))
+@partial(jax.jit, static_argnames=("model", "reverse", "unroll", "remat"))
+def _unroll_compiled(model, params, xs, carry, lengths, key, *, reverse, unroll, remat):
+    return model.unroll_time_major(params, xs, carry, lengths=lengths, reverse=reverse,
+                                   unroll=unroll, remat=remat, key=key)
 
 
-def scan_cell(cell, params, xs, carry, lengths=None, reverse=False, unroll=1, remat=False):
+def scan_cell(cell, params, xs, carry, *, lengths=None, reverse=False, unroll=1,
+              remat=False):
     """`lax.scan` of `cell.step` over time-major xs [T, B, F].
 
-    A cell with a `loop_rule` (LSTM, GRU, SimpleRNN: a hand-written backward pass, see
-    `rnnjax.cells.fused`) runs that loop instead; with `remat` it keeps the carry
-    every ~sqrt(T) steps.
+    A cell with a loop rule (LSTM, GRU, SimpleRNN: a hand-written backward pass, see
+    `rnnjax.cells.loop_rule`) runs that loop instead; with `remat` it keeps the carry
+    every ~sqrt(T) steps. xs [T, B, F]; lengths [B] int32 or None.
     """
     steps = xs.shape[0]
     if reverse and lengths is not None:
         xs = reverse_within_lengths(xs, lengths)
     flip = reverse and lengths is None
-    rule = getattr(cell, "loop_rule", None)
+    rule = cell.loop_rule
     if rule is not None:
         alive = None if lengths is None else jnp.arange(steps)[:, None] < lengths[None, :]
         chunk = remat_chunk(steps) if remat else None
-        carry, ys = fused_loop(rule, params, xs[::-1] if flip else xs, carry, alive, unroll,
+        carry, ys = run_loop_rule(rule, params, xs[::-1] if flip else xs, carry, alive, unroll,
                                chunk)
         ys = ys[::-1] if flip else ys
     else:

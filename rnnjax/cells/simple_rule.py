@@ -1,4 +1,4 @@
-"""The vanilla RNN's fast path: `LoopRule`s for `rnnjax.cells.fused.fused_loop`.
+"""The vanilla RNN's loop rules: `LoopRule`s for `rnnjax.cells.loop_rule.run_loop_rule`.
 
 Params {"W_x" [I, H], "W_h" [H, H], "b" [H]}; carry h; h_t = act(x_t W_x + h W_h + b)
 for an elementwise act whose derivative is a function of its output (tanh: 1 - h^2,
@@ -14,7 +14,7 @@ import functools
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.cells.fused import LoopRule, keep_alive, rows
+from rnnjax.cells.loop_rule import LoopRule, keep_alive, rows
 
 
 def _forward(params, xs, h0, alive, unroll, act):
@@ -51,11 +51,8 @@ def _grads(params, xs, residuals, dz):
 
 
 @functools.cache
-def loop_rule(act, derivative):
-    """The rule for activation `act` with d act / d a = derivative(act(a)); cached, so
-    a cell's rule is one object (a static argument of the compiled loop)."""
-    return LoopRule(
-        lambda params, xs, h, alive, unroll: _forward(params, xs, h, alive, unroll, act),
-        lambda params, dys, res, alive, dh, unroll: _backward(params, dys, res, alive, dh,
-                                                              unroll, derivative),
-        _grads)
+def loop_rule(act, derivative) -> LoopRule:
+    """The rule for activation `act` with d act / d a = derivative(act(a)) (cached: one
+    object per activation, a static argument of the compiled loop)."""
+    return LoopRule(functools.partial(_forward, act=act),
+                    functools.partial(_backward, derivative=derivative), _grads)

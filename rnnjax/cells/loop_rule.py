@@ -1,8 +1,8 @@
-"""Time loops with a hand-written backward pass: the machinery the fast paths share.
+"""Time loops with a hand-written backward pass: the machinery the loop rules share.
 
 Autodiff of `lax.scan` accumulates the weight gradients inside the backward loop:
 every step adds [I, G*H] and [H, G*H] outer products into running sums, skinny
-matmuls and a full read-write of dW per step. A fast path instead describes its
+matmuls and a full read-write of dW per step. A loop rule instead describes its
 cell's loop by a `LoopRule` of three pure functions:
 
     forward(params, xs, carry, alive, unroll) -> (carry, ys, residuals)
@@ -15,10 +15,10 @@ dW_h = H_prev^T dU, db and dX, one matmul (or sum) each over all T*B rows. The
 forward computes x_t W_x inside the step: on XLA's CPU backend that ran 2x faster
 than scanning over a precomputed [T, B, G*H] projection (benchmarks/NOTES.md).
 
-`fused_loop(rule, params, xs, carry, alive, unroll, chunk)` wraps a rule in a
+`run_loop_rule(rule, params, xs, carry, alive, unroll, chunk)` wraps a rule in a
 `jax.custom_vjp` (reverse mode only). xs are time-major [T, B, I]; `alive` [T, B]
 bool (or None) freezes each sequence's carry past its length and zeroes its outputs,
-exactly like the generic loop in `rnnjax.unroll` (alive must be a prefix in time:
+exactly like the generic loop in `rnnjax.time_loop` (alive must be a prefix in time:
 t < length). `chunk=K` rematerialises for long sequences: the forward keeps only the
 carry at every K-th step; the backward walks the chunks from the end, re-runs each
 chunk's forward from its saved carry, back-propagates through it and adds the
@@ -48,13 +48,13 @@ class LoopRule(NamedTuple):
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 5, 6))
-def fused_loop(rule, params, xs, carry, alive=None, unroll=1, chunk=None):
+def run_loop_rule(rule, params, xs, carry, alive=None, unroll=1, chunk=None):
     """(final carry, ys [T, B, H]) of the cell whose loop `rule` describes."""
     carry_out, ys, _ = rule.forward(params, xs, carry, alive, unroll)
     return _like(carry, carry_out), ys
 
 
-def _fused_loop_fwd(rule, params, xs, carry, alive, unroll, chunk):
+def _run_loop_rule_fwd(rule, params, xs, carry, alive, unroll, chunk):
     if chunk is None:
         carry_out, ys, residuals = rule.forward(params, xs, carry, alive, unroll)
         return (_like(carry, carry_out), ys), (params, xs, alive, residuals)
@@ -69,7 +69,7 @@ def _fused_loop_fwd(rule, params, xs, carry, alive, unroll, chunk):
     return (carry, _unchunked(ys, xs.shape[0])), (params, xs, alive, starts)
 
 
-def _fused_loop_bwd(rule, unroll, chunk, saved, cotangents):
+def _run_loop_rule_bwd(rule, unroll, chunk, saved, cotangents):
     params, xs, alive, saved_states = saved
     dcarry, dys = cotangents
     dalive = None if alive is None else jnp.zeros(alive.shape, jax.dtypes.float0)
@@ -99,7 +99,7 @@ def _fused_loop_bwd(rule, unroll, chunk, saved, cotangents):
             dcarry, dalive)
 
 
-fused_loop.defvjp(_fused_loop_fwd, _fused_loop_bwd)
+run_loop_rule.defvjp(_run_loop_rule_fwd, _run_loop_rule_bwd)
 
 
 def remat_chunk(steps):
