@@ -1,6 +1,6 @@
 """Cost of the one-pass gradient-norm probe against a plain backward pass and the naive probe.
 
-The requirement: the one-pass probe (`probe.hidden_grad_norms`) costs at most 3x one
+The one-pass probe (`probe.hidden_grad_norms`) is designed to cost at most 3x one
 plain backward pass, against the naive O(T^2) probe (T separate backward passes).
 For each cell and each T this times, jitted, with a median over repeats after a
 warm-up call (compile time measured separately, from `jit(...).lower(...).compile()`):
@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 
 import jax
@@ -42,7 +41,7 @@ import numpy as np
 from jax import lax
 
 import rnnjax as rj
-from benchmarks.timing import compile_fn, time_fn
+from benchmarks.timing import compile_fn, device_description, time_fn
 from rnnjax import probe
 
 CELL_MAKERS = {
@@ -165,9 +164,7 @@ def main(argv=None):
     if args.quick:
         args.cells, args.steps = ["tanh"], [s for s in args.steps if s <= 256] or [64, 256]
 
-    device = jax.devices()[0]
-    device_name = f"{device.platform}:{device.device_kind} ({os.cpu_count()} cpus, " \
-                  f"{platform.machine()})"
+    device_name = device_description()
     common = dict(B=args.batch, H=args.hidden, F=args.input, device=device_name,
                   jax_version=jax.__version__)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -9,8 +9,9 @@ arithmetic is negligible, as the slope of time against T between two lengths:
   per-step = (time(T2) - time(T1)) / (T2 - T1)
 
 for: `lax.scan` of a scalar-sized body (the loop floor), and `rj.unroll` of an LSTM
-and a GRU (B=1, I=H=4) forward, and fwd+bwd with the fast path (`fused=True`) and
-with autodiff of the generic scan (`fused=False`).
+and a GRU (B=1, I=H=4) forward, and fwd+bwd with the fast path (the loop rule's
+hand-written backward, `use_loop_rule=True`) and with autodiff of the generic scan
+(`use_loop_rule=False`).
 
     python -m benchmarks.scan_overhead            # ~1 min on a 2-core CPU
 
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import rnnjax as rj
-from benchmarks.timing import compile_fn, time_fn
+from benchmarks.timing import compile_fn, device_description, fwd_bwd, time_fn
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                            "scan_overhead.jsonl")
@@ -45,15 +46,14 @@ def programs():
     """name -> (fn(params, xs [B, T, I]), params)."""
     out = {"lax.scan floor, fwd": (lambda p, xs: _loop_floor(jnp.swapaxes(xs, 0, 1)), {})}
     for cell_name, make in (("lstm", rj.LSTM), ("gru", rj.GRU)):
-        for fused in (True, False):
-            cell = make(H, fused=fused)
+        for use_loop_rule in (True, False):
+            cell = make(H, use_loop_rule=use_loop_rule)
             params = cell.init(jax.random.key(0), I)
-            loss = lambda p, xs, cell=cell: jnp.sum(rj.unroll(cell, p, xs)[1])
-            path = "fast path" if fused else "autodiff"
-            if fused:
-                out[f"{cell_name}, fwd"] = (lambda p, xs, cell=cell: rj.unroll(cell, p, xs)[1],
-                                            params)
-            out[f"{cell_name} {path}, fwd+bwd"] = (jax.grad(loss, argnums=(0, 1)), params)
+            fwd = lambda p, xs, cell=cell: rj.unroll(cell, p, xs)[1]
+            if use_loop_rule:
+                out[f"{cell_name}, fwd"] = (fwd, params)
+            path = "fast path" if use_loop_rule else "autodiff"
+            out[f"{cell_name} {path}, fwd+bwd"] = (fwd_bwd(fwd), params)
     return out
 
 
@@ -65,7 +65,7 @@ def main(argv=None):
     ap.add_argument("--out", default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    device = jax.devices()[0]
+    device = device_description()
     t1, t2 = args.lengths
     rows = []
     for name, (fn, params) in programs().items():
@@ -78,7 +78,7 @@ def main(argv=None):
         per_step = (medians[t2] - medians[t1]) / (t2 - t1)
         row = dict(program=name, B=B, I=I, H=H, T1=t1, T2=t2, median_s_T1=medians[t1],
                    median_s_T2=medians[t2], per_step_us=per_step * 1e6,
-                   device=f"{device.platform}:{device.device_kind}",
+                   device=device,
                    loadavg=os.getloadavg()[0], jax=jax.__version__)
         rows.append(row)
         print(f"{name:34s} per step {row['per_step_us']:7.2f} us", flush=True)

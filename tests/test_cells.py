@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference
-from conftest import CELLS, randomize
+from helpers import CELLS, randomize
 from jax.test_util import check_grads
 
 import rnnjax as rj
@@ -18,8 +18,8 @@ B, T, I = 3, 9, 4
 
 
 def setup(cell, seed=0, dtype=jnp.float32):
-    k_p, k_r, k_x = jax.random.split(jax.random.key(seed), 3)
-    params = randomize(cell.init(k_p, I, dtype), k_r)
+    k_p, k_x = jax.random.split(jax.random.key(seed))
+    params = randomize(cell.init(k_p, I, dtype), seed)
     if isinstance(cell, rj.ClockworkRNN):  # keep the mask in params as init makes it
         params["W_h"] = params["W_h"] * cell.recurrent_mask()
     xs = jax.random.normal(k_x, (B, T, I), dtype)
@@ -144,7 +144,7 @@ def test_custom_recurrent_init_and_activation():
 
 def test_gru_forms_differ_and_reset_after_has_b_hn():
     x = jax.random.normal(jax.random.key(1), (2, 3))
-    p = randomize(rj.GRU(4, reset_after=True).init(jax.random.key(0), 3), jax.random.key(2))
+    p = randomize(rj.GRU(4, reset_after=True).init(jax.random.key(0), 3), 2)
     assert p["b_hn"].shape == (4,)
     h0 = jax.random.normal(jax.random.key(3), (2, 4))
     a = rj.GRU(4, reset_after=True)(p, h0, x)[1]
@@ -196,7 +196,7 @@ def test_hand_written_backward_equals_autodiff(name, reverse, lengths):
     ruled, plain = LOOP_RULE_CELLS[name](True), LOOP_RULE_CELLS[name](False)
     assert ruled.loop_rule is not None and plain.loop_rule is None
     params, xs = setup(ruled, seed=5)
-    carry0 = randomize(ruled.initial_carry((B,)), jax.random.key(6))
+    carry0 = randomize(ruled.initial_carry((B,)), 6)
     lengths = None if lengths is None else jnp.array(lengths)
 
     def loss(cell, params, xs, carry, remat):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CELLS
+from helpers import CELLS
 
 import rnnjax as rj
 from rnnjax import probe

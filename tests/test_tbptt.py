@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_trees_close, random_params
 
 import rnnjax as rj
 from rnnjax.train.tbptt import SubParams, tbptt_value_and_grad
@@ -18,13 +19,7 @@ def mse_loss(params, ys, targets):
 def weighted_sum(params, ys, weights):
     return jnp.sum(ys * weights)
 
-
-def random_params(model, input_size, seed, scale=0.5):
-    """Every entry random (zero biases would hide bias bugs); numpy, so nothing compiles."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), input_size))
-    return jax.tree_util.tree_map(
-        lambda s: jnp.asarray(scale * rng.normal(size=s.shape), s.dtype), shapes)
+TOL = dict(atol=1e-5, rtol=1e-5)
 
 
 def normal(seed, shape):
@@ -39,11 +34,6 @@ def setup(cell, seed=0):
 def chunk_sum(loss_fn, params, ys, targets, k1):
     return sum(loss_fn(params, ys[:, s:s + k1], targets[:, s:s + k1])
                for s in range(0, ys.shape[1], k1))
-
-
-def assert_trees_close(a, b, atol=1e-5, rtol=1e-5):
-    jax.tree_util.tree_map(
-        lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol, atol), a, b)
 
 
 # -- (a) k2 >= T is full BPTT of the summed chunk losses ---------------------------------
@@ -65,8 +55,8 @@ def test_long_k2_is_full_bptt(cell):
     for k1, k2 in [(T, T), (T // 4, 3 * T)]:
         loss, grads, carry = tbptt_value_and_grad(cell, params, xs, targets, sq_loss, k1, k2)
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
-        assert_trees_close(grads, ref_grads)
-        assert_trees_close(carry, ref_carry)
+        assert_trees_close(grads, ref_grads, **TOL)
+        assert_trees_close(carry, ref_carry, **TOL)
 
 
 def test_head_in_loss_gets_gradients_and_stacked_model():
@@ -87,7 +77,7 @@ def test_head_in_loss_gets_gradients_and_stacked_model():
     loss, grads, _ = tbptt_value_and_grad(SubParams(rnn, "rnn"), params, xs, targets,
                                           loss_fn, k1=2, k2=T)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
-    assert_trees_close(grads, ref_grads)
+    assert_trees_close(grads, ref_grads, **TOL)
 
 
 # -- (b) truncation is exact --------------------------------------------------------------
@@ -175,8 +165,8 @@ def test_k1_equals_k2_is_the_sequential_detach_loop(k, with_lengths):
     got = tbptt_value_and_grad(cell, params, xs, targets, mse_loss, k, k,
                                seq_lengths=None if lengths is None else jnp.asarray(lengths))
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-5)
-    assert_trees_close(got[1], ref[1])
-    assert_trees_close(got[2], ref[2])
+    assert_trees_close(got[1], ref[1], **TOL)
+    assert_trees_close(got[2], ref[2], **TOL)
 
 
 def test_overlapping_windows_with_lengths_match_windows_by_hand():
@@ -206,8 +196,9 @@ def test_overlapping_windows_with_lengths_match_windows_by_hand():
     loss, grads, carry = tbptt_value_and_grad(cell, params, xs, targets, mse_loss, k1, k2,
                                               seq_lengths=jnp.asarray(lengths))
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
-    assert_trees_close(grads, ref_grads)
-    assert_trees_close(carry, rj.unroll(cell, params, xs, seq_lengths=jnp.asarray(lengths))[0])
+    assert_trees_close(grads, ref_grads, **TOL)
+    final = rj.unroll(cell, params, xs, seq_lengths=jnp.asarray(lengths))[0]
+    assert_trees_close(carry, final, **TOL)
 
 
 def test_k2_below_k1_is_k1_and_initial_carry_and_jit():
@@ -217,13 +208,13 @@ def test_k2_below_k1_is_k1_and_initial_carry_and_jit():
     a = tbptt_value_and_grad(cell, params, xs, targets, mse_loss, 4, 1, carry=carry)
     b = jax.jit(lambda p, x, c: tbptt_value_and_grad(cell, p, x, targets, mse_loss, 4, 4,
                                                      carry=c))(params, xs, carry)
-    assert_trees_close(a, b)
+    assert_trees_close(a, b, **TOL)
     full_carry, _ = rj.unroll(cell, params, xs, carry=carry)
-    assert_trees_close(a[2], full_carry)
+    assert_trees_close(a[2], full_carry, **TOL)
 
 
 # -- (d) errors ----------------------------------------------------------------------------
-def test_errors():
+def test_bad_truncation_lengths_and_inputs_are_value_errors():
     cell = rj.GRU(H)
     params, xs, targets = setup(cell)
     call = lambda k1, k2, **kw: tbptt_value_and_grad(cell, params, kw.pop("xs", xs),

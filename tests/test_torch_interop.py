@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from helpers import max_diff, random_params  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import rnnjax as rj  # noqa: E402
@@ -56,10 +57,6 @@ def make_inputs(batch_first, seed=1, dtype=torch.float32):
 
 def to_np(t):
     return t.detach().cpu().numpy()
-
-
-def max_diff(a, b):
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
 def torch_packed(module, x, lengths):
@@ -175,15 +172,6 @@ def test_round_trip_from_torch_to_torch(kind, num_layers, bidirectional, batch_f
         assert max_diff(to_np(a), to_np(b)) <= TOL
 
 
-def random_params(model, seed):
-    """Params of `model` with every entry random, so that biases (b_hn included) are
-    exercised (NumPy draws on the init's shapes: no eager init to compile)."""
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), I))
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(
-        lambda s: jnp.asarray(0.5 * rng.standard_normal(s.shape), s.dtype), shapes)
-
-
 ROUND_TRIP_MODELS = {
     "tanh_cell": rj.SimpleRNN(H),
     "irnn_cell": rj.IRNN(H),
@@ -197,7 +185,7 @@ ROUND_TRIP_MODELS = {
 @pytest.mark.parametrize("name", list(ROUND_TRIP_MODELS))
 def test_round_trip_to_torch_from_torch(name):
     model = ROUND_TRIP_MODELS[name]
-    params = random_params(model, seed=1)
+    params = random_params(model, I, seed=1)
     module = to_torch(model, params).eval()
     time_major = bool(getattr(model, "time_major", None))
     assert module.batch_first is (not time_major)
@@ -294,19 +282,19 @@ GRU_T = rj.GRU(H, reset_after=True)
     (rj.Stacked((rj.Stacked((GRU_T,)),)), "Stacked"),
 ])
 def test_to_torch_rejects_unrepresentable(model, match):
-    params = random_params(model, seed=0)
+    params = random_params(model, I, seed=0)
     with pytest.raises(ValueError, match=match):
         to_torch(model, params)
 
 
 def test_to_torch_rejects_bad_params():
     cell = rj.LSTM(H)
-    params = random_params(cell, seed=0)
+    params = random_params(cell, I, seed=0)
     with pytest.raises(ValueError, match="W_h"):
         to_torch(cell, {**params, "W_h": params["W_h"][:, :-1]})
     with pytest.raises(ValueError, match="b_hn"):
         gru = rj.GRU(H, reset_after=True)
-        p = random_params(gru, seed=0)
+        p = random_params(gru, I, seed=0)
         del p["b_hn"]
         to_torch(gru, p)
     stack = rj.Stacked((cell, cell))

@@ -141,7 +141,7 @@ def test_models_must_divide_device_count(four_devices):
     assert "M=3" in message and "4" in message
 
 
-def test_checks():
+def test_bad_sweep_arguments_are_value_errors():
     dense = rj.Dense(1)
     init = lambda k: dense.init(k, 2)
     with pytest.raises(ValueError, match="inject_hyperparams"):

@@ -1,12 +1,11 @@
 """Invariants of the time loop: variable lengths, reversal, layouts, jit/unroll/remat,
 and the combinators."""
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CELLS, randomize
+from helpers import CELLS, assert_trees_close, randomize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,13 +19,9 @@ unroll = jax.jit(rj.unroll, static_argnums=0, static_argnames=("reverse", "time_
 
 
 def setup(model, batch, steps, seed=0):
-    k_p, k_r, k_x = jax.random.split(jax.random.key(seed), 3)
-    params = randomize(model.init(k_p, I), k_r)
+    k_p, k_x = jax.random.split(jax.random.key(seed))
+    params = randomize(model.init(k_p, I), seed)
     return params, jax.random.normal(k_x, (batch, steps, I))
-
-
-def assert_trees_close(a, b, atol=1e-6):
-    chex.assert_trees_all_close(a, b, atol=atol, rtol=0)
 
 
 @st.composite

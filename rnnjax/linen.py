@@ -11,12 +11,12 @@ API. Dropout of a `Stacked` is Flax's convention: it is on when `deterministic=F
 
 A small Flax model: a 1-D convolution over time, our LSTM, a dense head per step.
 
->>> import jax, jax.numpy as jnp, flax.linen as nn, rnnjax as rj, rnnjax.flax as rjf
+>>> import jax, jax.numpy as jnp, flax.linen as nn, rnnjax as rj, rnnjax.linen as rjl
 >>> class Tagger(nn.Module):
 ...     @nn.compact
 ...     def __call__(self, xs, seq_lengths=None):
 ...         xs = nn.relu(nn.Conv(features=8, kernel_size=(3,))(xs))   # [B, T, 8]
-...         _, ys = rjf.RNN(rj.LSTM(hidden_size=16))(xs, seq_lengths)  # [B, T, 16]
+...         _, ys = rjl.RNN(rj.LSTM(hidden_size=16))(xs, seq_lengths)  # [B, T, 16]
 ...         return nn.Dense(features=5)(ys)
 >>> xs = jnp.ones((2, 10, 3))
 >>> variables = Tagger().init(jax.random.key(0), xs)
@@ -27,6 +27,7 @@ A small Flax model: a 1-D convolution over time, our LSTM, a dense head per step
 
 `from_linen_cell` converts a trained `nn.LSTMCell`, `nn.OptimizedLSTMCell`,
 `nn.GRUCell` or `nn.SimpleCell` and its params to an rnnjax cell and params.
+The same wrappers for `flax.nnx` are in `rnnjax.nnx`.
 """
 
 from __future__ import annotations
@@ -79,12 +80,12 @@ class Cell(nn.RNNCellBase):
 
     The param "cell" is `cell.init(key, x.shape[-1])`. `carry=None` starts from
     `cell.initial_carry(x.shape[:-1])`. It is an `nn.RNNCellBase`, so `nn.RNN` can
-    scan it (`initialize_carry(rng, input_shape)` gives zeros); `rjf.RNN` is the
+    scan it (`initialize_carry(rng, input_shape)` gives zeros); `rjl.RNN` is the
     faster loop (the input matmul runs once over all steps) and honours seq_lengths
     the rnnjax way.
 
-    >>> import jax, jax.numpy as jnp, rnnjax as rj, rnnjax.flax as rjf
-    >>> step = rjf.Cell(rj.GRU(hidden_size=4))
+    >>> import jax, jax.numpy as jnp, rnnjax as rj, rnnjax.linen as rjl
+    >>> step = rjl.Cell(rj.GRU(hidden_size=4))
     >>> x = jnp.ones((2, 3))
     >>> variables = step.init(jax.random.key(0), step.initial_carry((2,)), x)
     >>> carry, y = step.apply(variables, step.initial_carry((2,)), x)
@@ -100,7 +101,7 @@ class Cell(nn.RNNCellBase):
     def __call__(self, carry, x, deterministic: bool | None = None):
         if not isinstance(self.cell, rj.Cell):
             raise ValueError(f"cell must be an rnnjax cell (one step), got {self.cell!r}; "
-                             f"wrap sequence models such as rj.Bidirectional in rjf.RNN")
+                             f"wrap sequence models such as rj.Bidirectional in rnnjax.linen.RNN")
         x = _checks.float_array("x", x, min_rank=1, layout="[*batch, input_size]")
         params = _model_params(self, self.cell, "x", x)
         if carry is None:
@@ -142,8 +143,8 @@ class RNN(nn.Module):
     `rj.unroll`'s meaning: past its length a sequence's carry is frozen and its
     outputs are zero.
 
-    >>> import jax, jax.numpy as jnp, rnnjax as rj, rnnjax.flax as rjf
-    >>> rnn = rjf.RNN(rj.Bidirectional(rj.LSTM(4), rj.GRU(3)))
+    >>> import jax, jax.numpy as jnp, rnnjax as rj, rnnjax.linen as rjl
+    >>> rnn = rjl.RNN(rj.Bidirectional(rj.LSTM(4), rj.GRU(3)))
     >>> xs, lengths = jnp.ones((2, 6, 5)), jnp.array([6, 2])
     >>> variables = rnn.init(jax.random.key(0), xs)
     >>> (h_fwd, h_bwd), ys = rnn.apply(variables, xs, lengths)
@@ -193,12 +194,12 @@ def from_linen_cell(linen_cell, params):
     activation functions must be flax's defaults (SimpleCell: any). Carries differ
     in order: flax's LSTM carry is `(c, h)`, ours `rj.LSTMCarry(h, c)`.
 
-    >>> import jax, jax.numpy as jnp, flax.linen as nn, rnnjax as rj, rnnjax.flax as rjf
+    >>> import jax, jax.numpy as jnp, flax.linen as nn, rnnjax as rj, rnnjax.linen as rjl
     >>> lin = nn.GRUCell(features=4)
     >>> x = jnp.ones((2, 3))
     >>> h0 = lin.initialize_carry(jax.random.key(0), x.shape)
     >>> variables = lin.init(jax.random.key(1), h0, x)
-    >>> cell, p = rjf.from_linen_cell(lin, variables["params"])
+    >>> cell, p = rjl.from_linen_cell(lin, variables["params"])
     >>> cell.reset_after, sorted(p)
     (True, ['W_h', 'W_x', 'b', 'b_hn'])
     >>> bool(jnp.allclose(lin.apply(variables, h0, x)[1], cell(p, h0, x)[1], atol=1e-6))

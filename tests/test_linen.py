@@ -1,4 +1,4 @@
-"""rnnjax.flax: the linen wrappers equal the functional API, and flax.linen's own
+"""rnnjax.linen: the linen wrappers equal the functional API, and flax.linen's own
 cells with their weights copied (`from_linen_cell`) equal ours."""
 
 import chex
@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import max_diff, random_params, randomize
 
 import rnnjax as rj
-import rnnjax.flax as rjf
+import rnnjax.linen as rjl
 
 B, T, I = 3, 7, 3
 LENGTHS = jnp.array([7, 4, 0])
@@ -26,25 +27,12 @@ MODELS = {
 # inits op by op (each op compiled on first use) costs more than the tests themselves.
 
 
-def randomize(tree, seed, scale=0.5):
-    """Every entry random, float32, with `tree`'s shapes (arrays or ShapeDtypeStructs):
-    zero biases (the init) would hide a wrong bias mapping."""
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(scale * rng.standard_normal(x.shape), jnp.float32), tree)
-
-
 def inputs(seed=0, shape=(B, T, I)):
     return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
 
 
 def model_params(model, seed=1):
-    return randomize(jax.eval_shape(lambda: model.init(jax.random.key(0), I)), seed)
-
-
-def max_diff(a, b):
-    return max(float(jnp.max(jnp.abs(x - y)))
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    return random_params(model, I, seed)
 
 
 # -- the wrappers against the functional form -----------------------------------------
@@ -54,7 +42,7 @@ def max_diff(a, b):
 def test_rnn_equals_unroll_values_and_grads(name):
     model = MODELS[name]
     p, xs = model_params(model), inputs()
-    wrapped = rjf.RNN(model)
+    wrapped = rjl.RNN(model)
 
     def via_flax(p, reverse):
         return wrapped.apply({"params": {"cell": p}}, xs, LENGTHS, reverse=reverse)
@@ -80,7 +68,7 @@ def test_rnn_equals_unroll_values_and_grads(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_rnn_init_has_the_models_params_under_cell(name):
     model = MODELS[name]
-    variables = jax.eval_shape(rjf.RNN(model).init, jax.random.key(0), inputs())
+    variables = jax.eval_shape(rjl.RNN(model).init, jax.random.key(0), inputs())
     assert list(variables) == ["params"] and list(variables["params"]) == ["cell"]
     chex.assert_trees_all_equal_shapes_and_dtypes(
         variables["params"]["cell"], jax.eval_shape(lambda: model.init(jax.random.key(0), I)))
@@ -90,7 +78,7 @@ def test_rnn_carry_time_major_and_jit():
     model = MODELS["stacked"]
     p, xs = model_params(model), inputs()
     carry = randomize(model.initial_carry((B,)), 5)
-    wrapped = rjf.RNN(model, time_major=True, unroll=2, remat=True)
+    wrapped = rjl.RNN(model, time_major=True, unroll=2, remat=True)
     xs_tm = jnp.swapaxes(xs, 0, 1)
     got = jax.jit(wrapped.apply)({"params": {"cell": p}}, xs_tm, LENGTHS, carry)
     want = rj.unroll(model, p, xs, carry=carry, seq_lengths=LENGTHS)
@@ -103,7 +91,7 @@ def test_rnn_carry_time_major_and_jit():
 def test_cell_equals_functional_step(name):
     model = MODELS[name]
     p, xs = model_params(model), inputs()
-    step = rjf.Cell(model)
+    step = rjl.Cell(model)
     variables = jax.eval_shape(step.init, jax.random.key(0), None, xs[:, 0])
     chex.assert_trees_all_equal_shapes_and_dtypes(variables["params"]["cell"], p)
     carry_f = carry_j = randomize(step.initial_carry((B,)), 3)
@@ -116,7 +104,7 @@ def test_cell_equals_functional_step(name):
 def test_cell_inside_linen_rnn_equals_unroll():
     model = MODELS["gru"]
     p, xs = model_params(model), inputs()
-    scanned = nn.RNN(rjf.Cell(model), return_carry=True)
+    scanned = nn.RNN(rjl.Cell(model), return_carry=True)
     variables = jax.eval_shape(scanned.init, jax.random.key(0), xs)
     assert jax.tree_util.tree_structure(variables["params"]["cell"]["cell"]) == \
         jax.tree_util.tree_structure(p)
@@ -128,42 +116,42 @@ def test_stacked_dropout_follows_deterministic():
     model = rj.Stacked([rj.LSTM(hidden_size=5), rj.LSTM(hidden_size=5)], dropout=0.5)
     p, xs = model_params(model), inputs()
     v = {"params": {"cell": p}}
-    wrapped = rjf.RNN(model)
+    wrapped = rjl.RNN(model)
     with pytest.raises(ValueError, match="deterministic"):
         wrapped.apply(v, xs)
     _, off = wrapped.apply(v, xs, deterministic=True)
     chex.assert_trees_all_close(off, rj.unroll(model, p, xs)[1], atol=1e-6, rtol=0)
-    train = jax.jit(lambda seed: rjf.RNN(model, deterministic=False).apply(
+    train = jax.jit(lambda seed: rjl.RNN(model, deterministic=False).apply(
         v, xs, rngs={"dropout": jax.random.key(seed)})[1])
     a, a2, b = train(1), train(1), train(2)
     np.testing.assert_array_equal(a, a2)
     assert max_diff(a, off) > 1e-3 and max_diff(a, b) > 1e-3
     # the one-step wrapper draws its key the same way
-    step = rjf.Cell(model, deterministic=False)
+    step = rjl.Cell(model, deterministic=False)
     carry = model.initial_carry((B,))
     _, y = step.apply(v, carry, xs[:, 0], rngs={"dropout": jax.random.key(1)})
     _, y_off = step.apply(v, carry, xs[:, 0], deterministic=True)
     assert max_diff(y, y_off) > 1e-3
     # a model without dropout needs neither the flag nor a dropout rng
     lstm = MODELS["lstm"]
-    rjf.RNN(lstm, deterministic=False).apply({"params": {"cell": model_params(lstm)}}, xs)
+    rjl.RNN(lstm, deterministic=False).apply({"params": {"cell": model_params(lstm)}}, xs)
 
 
 def test_errors_name_the_argument():
     lstm = MODELS["lstm"]
     v = {"params": {"cell": model_params(lstm)}}
     with pytest.raises(ValueError, match="xs must have rank 3"):
-        rjf.RNN(lstm).apply(v, jnp.ones((T, I)))
+        rjl.RNN(lstm).apply(v, jnp.ones((T, I)))
     with pytest.raises(ValueError, match="xs must have 3 features"):
-        rjf.RNN(lstm).apply(v, jnp.ones((B, T, I + 1)))
+        rjl.RNN(lstm).apply(v, jnp.ones((B, T, I + 1)))
     with pytest.raises(ValueError, match="rnnjax cell"):
-        rjf.Cell(MODELS["bidirectional"]).init(jax.random.key(0), None, jnp.ones((B, I)))
+        rjl.Cell(MODELS["bidirectional"]).init(jax.random.key(0), None, jnp.ones((B, I)))
     with pytest.raises(ValueError, match="MGUCell"):
-        rjf.from_linen_cell(nn.MGUCell(features=4), {})
+        rjl.from_linen_cell(nn.MGUCell(features=4), {})
     with pytest.raises(ValueError, match="residual"):
-        rjf.from_linen_cell(nn.SimpleCell(features=4, residual=True), {})
+        rjl.from_linen_cell(nn.SimpleCell(features=4, residual=True), {})
     with pytest.raises(ValueError, match="gate_fn"):
-        rjf.from_linen_cell(nn.LSTMCell(features=4, gate_fn=nn.hard_sigmoid), {})
+        rjl.from_linen_cell(nn.LSTMCell(features=4, gate_fn=nn.hard_sigmoid), {})
 
 
 # -- flax.linen's own cells with copied weights -------------------------------------
@@ -193,7 +181,7 @@ def linen_setup(name):
     carry0 = lin.initialize_carry(jax.random.key(0), xs[:, 0].shape)
     shapes = jax.eval_shape(lin.init, jax.random.key(1), carry0, xs[:, 0])["params"]
     params = randomize(shapes, 2)
-    cell, p = rjf.from_linen_cell(lin, params)
+    cell, p = rjl.from_linen_cell(lin, params)
     assert cell == EXPECTED[name]
     chex.assert_trees_all_equal_shapes_and_dtypes(
         p, jax.eval_shape(lambda: cell.init(jax.random.key(0), I)))
@@ -219,7 +207,7 @@ def test_linen_rnn_sequence_equals(name):
     lengths = jnp.array([7, 4, 1])  # flax's carry selection needs lengths >= 1
     carry_l, ys_l = nn.RNN(lin, return_carry=True).apply(
         {"params": {"cell": params}}, xs, seq_lengths=lengths)
-    carry_r, ys_r = rjf.RNN(cell).apply({"params": {"cell": p}}, xs, lengths)
+    carry_r, ys_r = rjl.RNN(cell).apply({"params": {"cell": p}}, xs, lengths)
     valid = (jnp.arange(T)[None, :] < lengths[:, None])[..., None]
     # flax leaves the outputs past a sequence's length unmasked; we zero them
     assert max_diff(jnp.where(valid, ys_l, 0.0), ys_r) <= 1e-5
