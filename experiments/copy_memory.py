@@ -10,21 +10,16 @@ DIR/<cell>/checkpoints and resumes from there when the same command runs again.
 
     python -m experiments.copy_memory --quick          # a minute or two on a CPU
     python -m experiments.copy_memory --cells lstm,gru --seeds 5 --steps 5000 --length 200
-
-This script is the pattern for the other studies: arguments -> data as a pure
-function of the step -> `make_train_step` -> `sweep_states` -> `fit` -> results.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm import tqdm
 
-import rnnjax as rj
 from experiments import common
-from rnnjax import probe
 from rnnjax.cells import make
 from rnnjax.tasks.copy_memory import (
     COPY_LENGTH,
@@ -32,9 +27,7 @@ from rnnjax.tasks.copy_memory import (
     copy_memory_baseline,
     copy_memory_batch,
 )
-from rnnjax.train import accuracy, make_train_step, softmax_cross_entropy
-from rnnjax.train.loop import fit, plot_metrics
-from rnnjax.train.sweep import sweep_states, sweep_step
+from rnnjax.train import accuracy, plot_metrics, softmax_cross_entropy
 
 NAME = "copy_memory"
 DEFAULTS = dict(cells=["tanh", "irnn", "lstm", "peephole", "gru", "clockwork"], seeds=3,
@@ -46,33 +39,7 @@ LEARNED = 0.1
 
 
 def add_arguments(parser):
-    parser.add_argument("--hidden", type=int, help="hidden size")
     parser.add_argument("--length", type=int, help="T, the blank steps between read and recall")
-    parser.add_argument("--lr", type=float, help="Adam learning rate")
-    parser.add_argument("--clip", type=float, help="global gradient-norm clip")
-
-
-def model(name: str, hidden: int):
-    """The cell and a per-step readout: init(key) -> params, logits(params, xs), and
-    grad_flow(params, xs, targets) -> ||dL/dh_k|| for every step k (the task's loss)."""
-    cell, head = make(name, hidden), rj.Dense(NUM_CLASSES)
-
-    def init(key):
-        k_cell, k_head = jax.random.split(key)
-        return {"cell": cell.init(k_cell, NUM_CLASSES), "head": head.init(k_head, hidden)}
-
-    def logits(params, xs):
-        _, ys = rj.unroll(cell, params["cell"], xs)
-        return head(params["head"], ys)
-
-    def grad_flow(params, xs, targets):
-        # the recall part of the loss only: dL/dh_k is then the signal sent back in time
-        recall = lambda ys: ys[:, -COPY_LENGTH:]
-        loss_fn = lambda ys: softmax_cross_entropy(head(params["head"], recall(ys)),
-                                                   recall(targets))
-        return probe.hidden_grad_norms(cell, params["cell"], xs, loss_fn)
-
-    return init, logits, grad_flow
 
 
 def recall_metrics(logits, targets):
@@ -82,52 +49,44 @@ def recall_metrics(logits, targets):
 
 
 def train_cell(name: str, args) -> dict:
-    init, logits, grad_flow = model(name, args.hidden)
+    model = common.readout(name, args.hidden, NUM_CLASSES, NUM_CLASSES)
 
     def loss_fn(params, batch, key):
-        loss, recall = recall_metrics(logits(params, batch[0]), batch[1])
+        loss, recall = recall_metrics(model.outputs(params, batch[0]), batch[1])
         return loss, {"recall_accuracy": recall}
 
-    # the clip is in make_train_step (which reports the norm); the learning rate lives
-    # in the optimizer state (inject_hyperparams), so a sweep may vary it per model
-    optimizer = optax.inject_hyperparams(optax.adam)
-    state, grid = sweep_states(init, optimizer, seeds=list(range(args.seeds)),
-                               hyperparams={"learning_rate": [args.lr]})
-    step = sweep_step(make_train_step(loss_fn, optimizer(learning_rate=args.lr),
-                                      clip_norm=args.clip))
-    batch_fn = lambda i: copy_memory_batch(jax.random.fold_in(jax.random.key(1), i),
-                                           args.batch, args.length)
     test_xs, test_y = copy_memory_batch(jax.random.key(10_000), 1000, args.length)
-    flow = jax.jit(jax.vmap(grad_flow, in_axes=(0, None, None)))
-    flow_init = flow(state.params, test_xs[:64], test_y[:64])
-    state, history = fit(step, state, batch_fn, args.steps, args.out / name,
-                         checkpoint_every=args.checkpoint_every, desc=f"{name:>9}")
+    # the recall part of the loss only: dL/dh_k is then the signal sent back in time
+    recall_loss = lambda logits: softmax_cross_entropy(logits[:, -COPY_LENGTH:],
+                                                       test_y[:64, -COPY_LENGTH:])
+    flow = jax.jit(jax.vmap(lambda params: model.grad_flow(params, test_xs[:64], recall_loss)))
+    run = common.train(
+        args.out / name, model.init, loss_fn,
+        lambda i: copy_memory_batch(jax.random.fold_in(jax.random.key(1), i), args.batch,
+                                    args.length),
+        args, hyper={"learning_rate": args.lr}, clip=args.clip,
+        settings={k: getattr(args, k) for k in ("hidden", "length", "batch")},
+        desc=f"{name:>9}")
     plot_metrics(args.out / name, keys=("loss", "recall_accuracy", "grad_norm"))
 
-    flow_trained = flow(state.params, test_xs[:64], test_y[:64])
-    loss, recall = jax.jit(jax.vmap(lambda p: recall_metrics(logits(p, test_xs), test_y)))(
-        state.params)
+    loss, recall = common.on_trained(jax.jit(jax.vmap(
+        lambda p: jnp.stack(recall_metrics(model.outputs(p, test_xs), test_y), axis=-1))),
+        run).T
     baseline = copy_memory_baseline(args.length)
-    return {"grid": grid, "test_loss": np.asarray(loss).tolist(),
+    return {"grid": run.grid, "test_loss": np.asarray(loss).tolist(),
             "recall_accuracy": np.asarray(recall).tolist(),
             "learned": [bool(l < LEARNED * baseline) for l in np.asarray(loss)],
-            "grad_norms_init": np.asarray(flow_init).tolist(),       # [seeds, T + 20]
-            "grad_norms_trained": np.asarray(flow_trained).tolist(),
-            "history": history}
+            "grad_norms_init": np.asarray(flow(run.initial)).tolist(),    # [seeds, T + 20]
+            "grad_norms_trained": common.on_trained(flow, run).tolist(),
+            "history": run.history}
 
 
 def plots(results: dict, args) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (name, r) in enumerate(results.items()):
-        steps = [h["step"] for h in r["history"]]
         for ax, key in zip(axes, ("loss", "recall_accuracy")):
-            values = np.asarray([h[key] for h in r["history"]]).reshape(len(steps), -1)
-            ax.plot(steps, np.median(values, axis=1), color=f"C{i}", label=name)
-            ax.fill_between(steps, values.min(1), values.max(1), color=f"C{i}", alpha=0.15)
+            common.band(ax, *common.series(r["history"], key), f"C{i}", name)
     axes[0].axhline(copy_memory_baseline(args.length), color="k", ls="--", lw=1,
                     label="memoryless baseline")
     axes[0].set(yscale="log", xlabel="step", ylabel="training cross-entropy per step",

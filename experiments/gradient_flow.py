@@ -12,13 +12,12 @@ adding problem.
     python -m experiments.gradient_flow --quick      # a couple of minutes on a CPU
 
 Writes results/gradient_flow/{results.json, report.md, grad_flow_cells.png,
-grad_flow_rho.png, lyapunov.png, truncation.png, clipping.png}; finished units are
-kept in parts/.
+grad_flow_rho.png, lyapunov.png, truncation.png, clipping.png}; finished probes are
+kept in parts/, the clipping runs checkpoint to clipping/<run>/checkpoints, so a
+rerun of the same command resumes where it stopped.
 """
 
 from __future__ import annotations
-
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,23 +25,22 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-import rnnjax as rj
 from experiments import common
 from rnnjax import probe
 from rnnjax.cells import make
 from rnnjax.tasks import ADDING_BASELINE_MSE, adding_batch
-from rnnjax.train import init_state, make_train_step
 
 NAME = "gradient_flow"
 DEFAULTS = dict(cells=["tanh", "relu", "irnn", "lstm", "peephole", "gru", "clockwork"],
                 seeds=3, steps=400, hidden=32, lengths=[64, 256], rhos=[0.5, 0.9, 1.0, 1.1, 1.5],
                 rho_cells=["tanh", "lstm", "gru"], input_scales=[1.0, 0.1], clip_rho=2.0,
-                clip_length=50)
+                clip_length=50, batch=32, lr=0.05, clip=1.0, checkpoint_every=200)
 QUICK = dict(seeds=2, steps=200, hidden=16, lengths=[64, 128], rho_cells=["tanh", "lstm"])
+#: the momentum of the clipping study's SGD
+MOMENTUM = 0.9
 
 
 def add_arguments(parser):
-    parser.add_argument("--hidden", type=int, help="hidden size")
     parser.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")],
                         help="probe sequence lengths, comma-separated")
     parser.add_argument("--rhos", type=lambda s: [float(x) for x in s.split(",")],
@@ -51,9 +49,12 @@ def add_arguments(parser):
                         help="cell types that get the rho variants, comma-separated")
     parser.add_argument("--input-scales", dest="input_scales",
                         type=lambda s: [float(x) for x in s.split(",")],
-                        help="stds of the probe's N(0, s^2) inputs, comma-separated (default "
-                             "1.0,0.1: driven units saturate; weak inputs expose the "
-                             "recurrent dynamics)")
+                        help="stds of the probe's N(0, s^2) inputs, comma-separated (driven "
+                             "units saturate; weak inputs expose the recurrent dynamics)")
+    parser.add_argument("--clip-rho", dest="clip_rho", type=float,
+                        help="rho of the tanh RNN that the clipping study trains")
+    parser.add_argument("--clip-length", dest="clip_length", type=int,
+                        help="sequence length T of the clipping study's adding task")
 
 
 def configurations(args) -> dict:
@@ -113,64 +114,49 @@ def truncation_study(args) -> dict:
 
 
 def clipping_study(args) -> dict:
-    """A tanh RNN with rho = clip_rho (chaotic, exploding gradients) trained by SGD on the
-    adding problem with and without global-norm clipping, several seeds at once."""
-    part_config = {k: getattr(args, k) for k in ("seeds", "steps", "hidden", "clip_rho",
-                                                  "clip_length")}
-    saved = common.load_part(args.out, "clipping", part_config)
-    if saved is not None:
-        return saved
-    cell, head = make("tanh", args.hidden, recurrent_scale=args.clip_rho), rj.Dense(1)
+    """A tanh RNN with rho = clip_rho (chaotic, exploding gradients) trained by SGD with
+    momentum on the adding problem, without and with global-norm clipping, several
+    seeds at once; every step's loss and gradient norm (before clipping) is logged."""
+    model = common.readout("tanh", args.hidden, 2, 1, recurrent_scale=args.clip_rho)
 
-    def init(key):
-        k1, k2 = jax.random.split(key)
-        return {"cell": cell.init(k1, 2), "head": head.init(k2, args.hidden)}
-
-    def loss(params, xs, target):
-        carry, _ = rj.unroll(cell, params["cell"], xs)
-        return jnp.mean((head(params["head"], carry)[..., 0] - target) ** 2)
+    def loss_fn(params, batch, key):
+        xs, target = batch
+        return jnp.mean((model.last(params, xs)[..., 0] - target) ** 2), {}
 
     results = {}
-    for label, clip in (("no clipping", None), ("clip 1.0", 1.0)):
-        tx = optax.sgd(0.05, momentum=0.9)
-        step = make_train_step(lambda params, batch, key: (loss(params, *batch), {}), tx,
-                               clip_norm=clip)
-
-        def train(key):
-            def one_step(state, k):
-                state, metrics = step(state, adding_batch(k, 32, args.clip_length))
-                return state, (metrics["loss"], metrics["grad_norm"])  # norm before clipping
-
-            _, (losses, norms) = jax.lax.scan(one_step, init_state(init(key), tx, key),
-                                              jax.random.split(key, args.steps))
-            return losses, norms
-
-        start = time.time()
-        losses, norms = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(7),
-                                                                  args.seeds))
-        losses, norms = np.asarray(losses), np.asarray(norms)
+    for label, clip in (("no clipping", None), (f"clip {args.clip}", args.clip)):
+        run_dir = args.out / "clipping" / label.replace(" ", "_")
+        # a non-finite loss stops training: later steps count as non-finite for all seeds
+        history = common.train(
+            run_dir, model.init, loss_fn,
+            lambda i: adding_batch(jax.random.fold_in(jax.random.key(7), i), args.batch,
+                                   args.clip_length),
+            args, hyper={"learning_rate": args.lr, "momentum": MOMENTUM}, clip=clip,
+            optimizer=optax.sgd, log_every=1,
+            settings={k: getattr(args, k) for k in ("hidden", "clip_rho", "clip_length",
+                                                    "batch")},
+            desc=f"{label:>11}").history
+        pad = lambda values: np.pad(values.T, [(0, 0), (0, args.steps - len(values))],
+                                    constant_values=np.nan)       # [seeds, steps]
+        losses = pad(common.series(history, "loss")[1])
+        norms = pad(common.series(history, "grad_norm")[1])
         results[label] = {
             "loss": losses.tolist(), "grad_norm": norms.tolist(),
             "final_loss": [float(np.mean(l[-20:])) for l in losses],
             "max_grad_norm": [float(np.nanmax(n)) for n in norms],
             "nonfinite_steps": [int(np.sum(~np.isfinite(l))) for l in losses],
-            "seconds": time.time() - start}
-    common.save_part(args.out, "clipping", part_config, results)
+            "seconds": common.train_seconds(history)}
     return results
 
 
 def plots(probes: dict, truncation: dict, clipping: dict, args) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     longest = str(max(args.lengths))
     scales = list(probes)
 
     def curve(scale, name):
-        norms = np.asarray(probes[scale][name]["arrays"][longest]["grad_norms"])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.nanmean(np.log10(norms / norms[:, -1:]), axis=0)[::-1]
+        norms = probes[scale][name]["arrays"][longest]["grad_norms"]
+        return np.nanmean(common.log10_relative(norms), axis=0)
 
     def panels(rows, cols, width, height):
         return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
@@ -279,10 +265,11 @@ def report(probes: dict, truncation: dict, clipping: dict, args) -> str:
             "truncations"]], [[name] + [f"{v:.3g}" for v in r["relative"]]
                               for name, r in truncation.items()]), "",
         f"## Gradient clipping on an exploding RNN (tanh, rho = {args.clip_rho})", "",
-        f"SGD (lr 0.05, momentum 0.9), adding problem T = {args.clip_length}, "
-        f"{args.steps} steps, batch 32; baseline MSE {ADDING_BASELINE_MSE:.4f}. Per seed: "
-        "final training MSE (mean of the last 20 steps), the largest gradient norm seen, "
-        "and the steps whose loss was not finite. Plot: clipping.png.", "",
+        f"SGD (lr {args.lr}, momentum {MOMENTUM}), adding problem T = {args.clip_length}, "
+        f"{args.steps} steps, batch {args.batch} (the same batches for every seed); baseline "
+        f"MSE {ADDING_BASELINE_MSE:.4f}. Per seed: final training MSE (mean of the last 20 "
+        "steps), the largest gradient norm seen, and the steps whose loss was not finite "
+        "(training stops at the first one, of any seed). Plot: clipping.png.", "",
         common.markdown_table(["training", "final MSE per seed", "max grad norm per seed",
                                "non-finite steps"], clip_rows), ""])
 
