@@ -41,7 +41,7 @@ def orthogonal(key, shape, dtype=jnp.float32, scale: float = 1.0, block: int = 3
     `I - U T U^T` (compact WY form), so the cost is about 4 n^2 min(n, m) flops of
     matmul. Computed in float32, or float64 when `dtype` is float64.
     """
-    n, m = shape = tuple(shape)
+    n, m = shape
     rows, cols = max(n, m), min(n, m)
     work = jnp.promote_types(dtype, jnp.float32)
     # Column k holds the Gaussian vector v_k in rows k..rows-1 (zeros above).

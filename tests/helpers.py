@@ -22,6 +22,20 @@ CELLS = {
 }
 
 
+#: what the Flax wrappers are tested with: both loop-rule cells, a stack, a bidirectional
+WRAPPED_MODELS = {
+    "lstm": rj.LSTM(hidden_size=5),
+    "gru": rj.GRU(hidden_size=5),
+    "stacked": rj.Stacked([rj.LSTM(hidden_size=5), rj.GRU(hidden_size=4, reset_after=True)]),
+    "bidirectional": rj.Bidirectional(rj.LSTM(hidden_size=5), rj.GRU(hidden_size=4)),
+}
+
+
+def normal(seed, shape):
+    """A float32 array of standard normal draws (NumPy: nothing compiles)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
 def randomize(tree, seed, scale=0.5):
     """`tree` (arrays or `jax.ShapeDtypeStruct`s) with every entry drawn from
     N(0, scale^2): zero biases, as init makes them, would hide bias bugs. NumPy draws,

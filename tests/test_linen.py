@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import max_diff, random_params, randomize
+from helpers import WRAPPED_MODELS, max_diff, normal, random_params, randomize
 
 import rnnjax as rj
 import rnnjax.linen as rjl
@@ -15,12 +15,7 @@ import rnnjax.linen as rjl
 B, T, I = 3, 7, 3
 LENGTHS = jnp.array([7, 4, 0])
 
-MODELS = {
-    "lstm": rj.LSTM(hidden_size=5),
-    "gru": rj.GRU(hidden_size=5),
-    "stacked": rj.Stacked([rj.LSTM(hidden_size=5), rj.GRU(hidden_size=4, reset_after=True)]),
-    "bidirectional": rj.Bidirectional(rj.LSTM(hidden_size=5), rj.GRU(hidden_size=4)),
-}
+MODELS = WRAPPED_MODELS
 
 
 # Test data comes from NumPy and shapes from jax.eval_shape: on a 2-core CPU, running
@@ -28,7 +23,7 @@ MODELS = {
 
 
 def inputs(seed=0, shape=(B, T, I)):
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+    return normal(seed, shape)
 
 
 def model_params(model, seed=1):

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from helpers import max_diff, random_params, randomize
+from helpers import WRAPPED_MODELS, max_diff, normal, random_params, randomize
 
 import rnnjax as rj
 import rnnjax.nnx as rjn
@@ -16,12 +16,7 @@ import rnnjax.nnx as rjn
 B, T, I = 3, 7, 3
 LENGTHS = jnp.array([7, 4, 0])
 
-MODELS = {
-    "lstm": rj.LSTM(hidden_size=5),
-    "gru": rj.GRU(hidden_size=5),
-    "stacked": rj.Stacked([rj.LSTM(hidden_size=5), rj.GRU(hidden_size=4, reset_after=True)]),
-    "bidirectional": rj.Bidirectional(rj.LSTM(hidden_size=5), rj.GRU(hidden_size=4)),
-}
+MODELS = WRAPPED_MODELS
 
 
 # Params come from NumPy (`params=`), shapes from eval_shape: on a 2-core CPU an
@@ -29,7 +24,7 @@ MODELS = {
 
 
 def inputs(seed=0, shape=(B, T, I)):
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+    return normal(seed, shape)
 
 
 def model_params(model, seed=1):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_trees_close, random_params
+from helpers import assert_trees_close, normal, random_params
 
 import rnnjax as rj
 from rnnjax.train.tbptt import SubParams, tbptt_value_and_grad
@@ -20,10 +20,6 @@ def weighted_sum(params, ys, weights):
     return jnp.sum(ys * weights)
 
 TOL = dict(atol=1e-5, rtol=1e-5)
-
-
-def normal(seed, shape):
-    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
 
 
 def setup(cell, seed=0):
