@@ -116,3 +116,17 @@ def recurrent(kind, key, hidden: int, gates: int, scale: float, dtype):
         draw = lambda k: fn(k, (hidden, hidden), dtype, scale=scale)
     blocks = jax.vmap(draw)(keys)  # [gates, H, H], one batched draw
     return blocks.transpose(1, 0, 2).reshape(hidden, gates * hidden)
+
+
+def chrono_bias(key, hidden: int, max_delay: float, dtype=jnp.float32):
+    """log(U(1, max_delay - 1)) [hidden]: the chrono initialisation of a gate bias
+    (Tallec and Ollivier, 2018).
+
+    A keep gate (an LSTM's forget gate, a GRU's update gate z) with bias b holds its
+    memory for about 1 + e^b steps at initialisation, so these biases spread the
+    units' time constants uniformly over 2 .. `max_delay`, the longest dependency
+    the task is expected to need, instead of giving every unit the same short one.
+    """
+    if not max_delay > 2:
+        raise ValueError(f"chrono max_delay must be > 2 (steps), got {max_delay}")
+    return jnp.log(jax.random.uniform(key, (hidden,), dtype, 1.0, max_delay - 1.0))

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference
+import scipy.stats
 from helpers import CELLS, randomize
 from jax.test_util import check_grads
 
@@ -132,6 +133,25 @@ def test_lstm_biases_and_glorot_inputs():
     np.testing.assert_array_equal(p["b"], np.r_[np.zeros(8), np.full(8, 2.5), np.zeros(16)])
     limit = np.sqrt(6 / (16 + 32))
     assert np.abs(p["W_x"]).max() <= limit and np.abs(p["W_x"]).max() > 0.8 * limit
+
+
+@pytest.mark.parametrize("cell", [rj.LSTM(4000, chrono=50), rj.PeepholeLSTM(4000, chrono=50),
+                                  rj.GRU(4000, chrono=50)], ids=lambda c: type(c).__name__)
+def test_chrono_init_spreads_keep_gate_time_constants(cell):
+    # the keep gate's bias b = log u with u ~ U(1, 49): 1 + e^b is uniform on [2, 50]
+    b = np.asarray(cell.init(jax.random.key(0), 3)["b"], np.float64)
+    h = cell.hidden_size
+    keep = b[h:2 * h]
+    u = np.exp(keep)
+    assert u.min() >= 1 and u.max() <= 49
+    assert scipy.stats.kstest(u, scipy.stats.uniform(1, 48).cdf).pvalue > 1e-3
+    if isinstance(cell, rj.GRU):     # r and n biases stay zero
+        np.testing.assert_array_equal(np.r_[b[:h], b[2 * h:]], 0)
+    else:                            # the input gate opens as the forget gate closes
+        np.testing.assert_array_equal(b[:h], -keep)
+        np.testing.assert_array_equal(b[2 * h:], 0)
+    with pytest.raises(ValueError, match="chrono max_delay must be > 2"):
+        type(cell)(4, chrono=2).init(jax.random.key(0), 3)
 
 
 def test_custom_recurrent_init_and_activation():

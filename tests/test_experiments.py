@@ -5,41 +5,67 @@ import json
 import numpy as np
 import pytest
 
-from experiments import common, compare_cells, copy_memory, gradient_flow
+from experiments import (
+    adding,
+    common,
+    compare_cells,
+    copy_memory,
+    double_dependency,
+    echo,
+    gradient_flow,
+)
 from rnnjax.tasks import ADDING_BASELINE_MSE
 
 TINY = ["--cells", "tanh,lstm", "--seeds", "2", "--steps", "20", "--hidden", "8",
-        "--length", "10", "--probe-length", "12", "--eval-every", "10"]
+        "--tasks", "echo,adding", "--echo-delay", "2", "--adding-length", "10",
+        "--eval-every", "10"]
+RESULT_KEYS = {"task", "cell", "cell_class", "options", "truncation", "metric", "baseline",
+               "optimum", "curve", "final", "learned", "nonfinite", "grad_rate_init",
+               "half_life_init", "grad_rate_trained", "half_life_trained", "grad_norms_init",
+               "grad_norms_trained", "seconds"}
+
+
+def check_result(r, seeds, steps, length, eval_every):
+    """The schema of one run's result, and the numbers' consistency."""
+    assert set(r) == RESULT_KEYS
+    assert np.asarray(r["grad_norms_init"]).shape == (seeds, length)    # [seeds, T]
+    assert np.all(np.asarray(r["grad_norms_init"]) > 0)
+    assert len(r["grad_rate_init"]) == len(r["half_life_trained"]) == seeds
+    assert [step for step, _ in r["curve"]] == list(range(0, steps + 1, eval_every))
+    assert r["final"][r["metric"]] == r["curve"][-1][1]
+    assert all(len(v) == seeds for v in r["final"].values())
+    for rate, half in zip(r["grad_rate_init"], r["half_life_init"]):
+        assert half == pytest.approx(np.log(2) / -rate) if rate < 0 else half == np.inf
+    if not r["nonfinite"]:
+        assert np.all(np.isfinite(r["grad_norms_trained"]))
+        assert r["curve"][0][1] != r["curve"][-1][1]                   # it trained
 
 
 def test_compare_cells_writes_results_and_resumes(tmp_path, monkeypatch):
     out = tmp_path / "run"
     compare_cells.main(TINY + ["--out", str(out), "--steps", "10"])  # "interrupted" at 10
-    assert (out / "lstm" / "checkpoints" / "10").is_dir()
+    assert (out / "adding_T10" / "lstm" / "checkpoints" / "10").is_dir()
     results = compare_cells.main(TINY + ["--out", str(out)])         # resumes at 10
     for name in ("results.json", "report.md", "grad_flow.png", "training.png",
-                 "lstm/curves.png"):
+                 "echo_k2/lstm/metrics.jsonl"):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
-    assert saved["config"]["steps"] == 20 and saved["baseline_mse"] == ADDING_BASELINE_MSE
-    assert set(saved["results"]) == {"tanh", "lstm"}
-    for r in saved["results"].values():
-        assert np.asarray(r["grad_norms_init"]).shape == (2, 12)      # [seeds, T]
-        assert np.all(np.asarray(r["grad_norms_init"]) > 0)
-        assert np.all(np.isfinite(r["grad_norms_trained"]))
-        assert [step for step, _ in r["test_mse_curve"]] == [0, 10, 20]
-        assert np.all(np.isfinite([m for _, m in r["test_mse_curve"]]))
-        assert r["final_test_mse"] == r["test_mse_curve"][-1][1]
-        assert r["test_mse_curve"][0][1] != r["test_mse_curve"][-1][1]   # it trained
-        assert r["learned"] == [m < 0.1 * ADDING_BASELINE_MSE for m in r["final_test_mse"]]
+    assert saved["config"]["steps"] == 20 and saved["tasks"] == ["echo k=2", "adding T=10"]
+    assert set(saved["results"]) == {"echo k=2/tanh", "echo k=2/lstm", "adding T=10/tanh",
+                                     "adding T=10/lstm"}
+    for key, r in saved["results"].items():
+        check_result(r, 2, 20, 52 if key.startswith("echo") else 10, 10)
+    adding = saved["results"]["adding T=10/lstm"]
+    assert adding["baseline"] == ADDING_BASELINE_MSE and adding["metric"] == "mse"
+    assert adding["learned"] == [m < 0.1 * ADDING_BASELINE_MSE for m in adding["final"]["mse"]]
     report = (out / "report.md").read_text()
-    assert "| tanh |" in report and "| lstm |" in report
+    assert "| SimpleRNN (tanh) | LSTM |" in report and "| echo k=2 | accuracy | 0.5 | 1 |" in report
 
     # a rerun of the same command does no training: every run is at its last checkpoint
     monkeypatch.setattr(common, "sweep_step",
                         lambda *a, **k: lambda *b: pytest.fail("a training step ran"))
     again = compare_cells.main(TINY + ["--out", str(out)])
-    assert again["lstm"]["test_mse_curve"] == results["lstm"]["test_mse_curve"]
+    assert again["adding T=10/lstm"]["curve"] == results["adding T=10/lstm"]["curve"]
     # resuming with other settings is refused, not mixed into the saved run
     with pytest.raises(ValueError, match="holds a run with other settings"):
         compare_cells.main(TINY + ["--out", str(out), "--lr", "0.1"])
@@ -47,11 +73,29 @@ def test_compare_cells_writes_results_and_resumes(tmp_path, monkeypatch):
         compare_cells.main(TINY + ["--out", str(out), "--steps", "10"])
 
 
+def test_compare_cells_runs_every_task(tmp_path):
+    results = compare_cells.main([
+        "--cells", "gru", "--seeds", "1", "--steps", "2", "--eval-every", "2", "--hidden", "4",
+        "--echo-delay", "3", "--dependency-length", "12", "--copy-length", "3",
+        "--adding-length", "6", "--out", str(tmp_path)])
+    lengths = {"echo k=3/gru": 53, "double dependency/gru": 12, "copy T=3/gru": 23,
+               "copy (lectures' form)/gru": 100, "adding T=6/gru": 6}
+    assert set(results) == set(lengths)
+    for key, length in lengths.items():
+        check_result(results[key], 1, 2, length, 2)
+    assert results["double dependency/gru"]["optimum"] == pytest.approx(0.45445, abs=1e-5)
+    assert set(results["copy T=3/gru"]["final"]) == {"loss", "accuracy", "recall"}
+    report = (tmp_path / "report.md").read_text()
+    assert report.count("| GRU |") == 6 and "## copy (lectures' form)" in report
+
+
 def test_unknown_cell_name_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="cell name must be one of"):
         compare_cells.main(["--cells", "lstm,transformer", "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="--steps must be a positive multiple of 100"):
-        compare_cells.main(["--steps", "150", "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="--steps must be a positive multiple of 250"):
+        compare_cells.main(["--steps", "300", "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="--tasks must be among"):
+        compare_cells.main(["--tasks", "echo,parity", "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
 
 
@@ -80,28 +124,62 @@ def test_gradient_flow_study_at_a_tiny_size(tmp_path):
     assert "| tanh rho=1.5 | 16 |" in report and "Gradient clipping" in report
 
 
-def test_copy_memory_trains_checkpoints_and_resumes(tmp_path):
-    from rnnjax.tasks import copy_memory_baseline
-    out = tmp_path / "cm"
-    argv = ["--cells", "gru", "--seeds", "2", "--steps", "6", "--hidden", "8", "--length", "3",
-            "--out", str(out)]
-    first = copy_memory.main(argv + ["--steps", "4"])   # an "interrupted" run: 4 of 6 steps
-    assert (out / "gru" / "checkpoints").is_dir()
-    results = copy_memory.main(argv)                   # resumes at step 4, ends at 6
-    history = results["gru"]["history"]
-    assert [h["step"] for h in history][:1] == [0] and history[-1]["step"] == 5
-    assert len({h["step"] for h in history}) == len(history)  # each logged step once
-    saved = json.loads((out / "results.json").read_text())
-    assert saved["baseline"] == pytest.approx(copy_memory_baseline(3))
-    r = saved["results"]["gru"]
-    assert len(r["test_loss"]) == 2 and np.asarray(r["grad_norms_trained"]).shape == (2, 23)
-    assert r["test_loss"] != first["gru"]["test_loss"]   # the two extra steps changed params
-    for name in ("report.md", "training.png", "grad_flow.png", "gru/curves.png",
-                 "gru/metrics.jsonl"):
-        assert (out / name).stat().st_size > 0
+def test_double_dependency_study_full_and_truncated(tmp_path):
+    results = double_dependency.main([
+        "--cells", "lstm", "--seeds", "2", "--steps", "4", "--eval-every", "2", "--hidden", "4",
+        "--length", "12", "--truncations", "0,3", "--out", str(tmp_path)])
+    assert set(results) == {"full BPTT/lstm", "TBPTT 3/lstm"}
+    for r in results.values():
+        check_result(r, 2, 4, 12, 2)
+    assert results["TBPTT 3/lstm"]["truncation"] == 3
+    assert results["full BPTT/lstm"]["truncation"] is None
+    # the truncation changes the training: the two runs part after the first update
+    assert results["TBPTT 3/lstm"]["curve"][0] == results["full BPTT/lstm"]["curve"][0]
+    assert results["TBPTT 3/lstm"]["curve"][-1] != results["full BPTT/lstm"]["curve"][-1]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["reference_cross_entropies"]["first"] == pytest.approx(0.51917, abs=1e-5)
+    report = (tmp_path / "report.md").read_text()
+    assert "| TBPTT 3 | LSTM |" in report and "only t-3 0.5192" in report
+    with pytest.raises(ValueError, match="--truncations must be 0"):
+        double_dependency.main(["--length", "12", "--truncations", "5",
+                                "--out", str(tmp_path / "x")])
 
 
-@pytest.mark.parametrize("study", [compare_cells, gradient_flow, copy_memory])
+def test_copy_memory_study_both_forms_with_chrono(tmp_path):
+    results = copy_memory.main([
+        "--cells", "tanh,lstm", "--seeds", "2", "--steps", "4", "--eval-every", "2",
+        "--hidden", "4", "--lengths", "3", "--lectures-form", "1", "--chrono", "20",
+        "--out", str(tmp_path)])
+    assert set(results) == {"copy T=3/tanh", "copy T=3/lstm", "copy (lectures' form)/tanh",
+                            "copy (lectures' form)/lstm"}
+    for key, r in results.items():
+        check_result(r, 2, 4, 100 if "lectures" in key else 23, 2)
+    assert results["copy T=3/lstm"]["options"] == {"chrono": 20.0}
+    assert results["copy T=3/tanh"]["options"] == {}
+    assert results["copy T=3/lstm"]["baseline"] == pytest.approx(10 * np.log(8) / 23)
+    report = (tmp_path / "report.md").read_text()
+    assert "| copy (lectures' form) | LSTM | 0.8318 |" in report
+    assert (tmp_path / "copy_lectures_form" / "lstm" / "metrics.jsonl").stat().st_size > 0
+
+
+def test_adding_and_echo_studies(tmp_path):
+    results = adding.main(["--cells", "irnn", "--seeds", "2", "--steps", "4", "--eval-every",
+                           "2", "--hidden", "4", "--lengths", "6,8", "--out",
+                           str(tmp_path / "a")])
+    for key, length in (("adding T=6/irnn", 6), ("adding T=8/irnn", 8)):
+        check_result(results[key], 2, 4, length, 2)
+    assert "| adding T=8 | IRNN |" in (tmp_path / "a" / "report.md").read_text()
+    results = echo.main(["--cells", "gru", "--seeds", "2", "--steps", "4", "--eval-every", "2",
+                         "--hidden", "4", "--delays", "1,3", "--scored", "5", "--out",
+                         str(tmp_path / "e")])
+    for k in (1, 3):
+        check_result(results[f"echo k={k}/gru"], 2, 4, k + 5, 2)
+    assert (tmp_path / "e" / "accuracy.png").stat().st_size > 0
+    assert "| GRU |" in (tmp_path / "e" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("study", [compare_cells, gradient_flow, copy_memory, adding, echo,
+                                   double_dependency])
 def test_every_default_has_a_flag(study):
     for key, value in study.DEFAULTS.items():
         flag = "--" + key.replace("_", "-")
@@ -127,10 +205,11 @@ def test_clipping_study_reports_a_diverging_run(tmp_path):
 def test_main_job_reports_a_diverging_cell(tmp_path):
     # a learning rate that overflows: the run stops at the first non-finite loss and
     # the report lists the cell as not learned, with NaN results, instead of failing
-    results = compare_cells.main(TINY + ["--cells", "tanh", "--lr", "1e25", "--clip", "1e30",
-                                         "--out", str(tmp_path)])
-    r = results["tanh"]
-    assert r["nonfinite"] == [True, True] and r["learned"] == [False, False]
-    assert np.all(np.isnan(r["final_test_mse"])) and np.all(np.isnan(r["grad_norms_trained"]))
+    results = compare_cells.main(TINY + ["--cells", "tanh", "--tasks", "adding", "--lr", "1e25",
+                                         "--clip", "1e30", "--out", str(tmp_path)])
+    r = results["adding T=10/tanh"]
+    check_result(r, 2, 20, 10, 10)
+    assert r["nonfinite"] and r["learned"] == [False, False]
+    assert np.all(np.isnan(r["final"]["mse"])) and np.all(np.isnan(r["grad_norms_trained"]))
     assert np.all(np.isfinite(r["grad_norms_init"]))
-    assert "tanh" in (tmp_path / "report.md").read_text()
+    assert "| adding T=10 | mse | 0.1667 | 0 | nan (0/2) |" in (tmp_path / "report.md").read_text()

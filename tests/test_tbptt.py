@@ -231,3 +231,42 @@ def test_bad_truncation_lengths_and_inputs_are_value_errors():
         call(4, 4, seq_lengths=jnp.array([9, 1]))
     with pytest.raises(ValueError, match="carry must"):
         call(4, 4, carry=np.zeros((B, H + 1), np.float32))
+
+
+# -- tbptt_loss: the truncated gradient as jax.grad of a loss ------------------------------
+def test_tbptt_loss_gradient_is_the_truncated_gradient_inside_a_vmapped_train_step():
+    import optax
+
+    from rnnjax.train import make_train_step, sweep_states, sweep_step, tbptt_loss
+    rnn, head = rj.GRU(H), rj.Dense(2)
+    xs = normal(5, (B, T, F))
+    labels = (normal(6, (B, T)) > 0).astype(jnp.int32)          # int targets: float0 tangents
+    weights = jnp.ones((B, T)).at[:, :2].set(0.0)
+
+    def loss_fn(p, ys, t):
+        logits = head(p["head"], ys)
+        ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), t[0][..., None], -1)[..., 0]
+        return jnp.sum(ce * t[1])
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"rnn": rnn.init(k1, F), "head": head.init(k2, H)}
+
+    model = SubParams(rnn, "rnn")
+    truncated = lambda p, batch, key: (tbptt_loss(model, p, *batch, loss_fn, 2, 3), {})
+    opt = optax.sgd(1.0)   # one step of SGD(lr 1): params - gradient
+    state, _ = sweep_states(init, lambda: opt, seeds=[0, 1])
+    new_state, metrics = jax.jit(sweep_step(make_train_step(truncated, opt)))(
+        state, (xs, (labels, weights)))
+    for m in range(2):
+        params = jax.tree_util.tree_map(lambda x, m=m: x[m], state.params)
+        loss, grads, _ = tbptt_value_and_grad(model, params, xs, (labels, weights), loss_fn,
+                                              2, 3)
+        np.testing.assert_allclose(metrics["loss"][m], loss, rtol=1e-6)
+        stepped = jax.tree_util.tree_map(lambda x, m=m: x[m], new_state.params)
+        assert_trees_close(stepped, jax.tree_util.tree_map(jnp.subtract, params, grads),
+                           atol=1e-6, rtol=1e-6)
+    # and it differs from full BPTT: the truncation matters for this loss
+    full = jax.grad(lambda p: tbptt_loss(model, p, xs, (labels, weights), loss_fn, 2, T))(
+        params)
+    assert not np.allclose(full["rnn"]["W_h"], grads["rnn"]["W_h"], atol=1e-6)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from rnnjax import initializers
 from rnnjax.cells import gru_rule
 from rnnjax.cells.base import Cell, split_gates
 
@@ -30,7 +31,10 @@ class GRU(Cell):
 
     Params: `W_x` [I, 3H], `W_h` [H, 3H], `b` [3H]; with reset_after=True also
     `b_hn` [H] (the recurrent bias of the candidate, which r multiplies; zeros at
-    init). The carry and the output are h [*batch, H].
+    init). `chrono=T_max` starts the update-gate biases at log U(1, T_max - 1)
+    (the chrono initialisation, Tallec and Ollivier, 2018; see
+    `initializers.chrono_bias`); otherwise all biases start at zero. The carry and
+    the output are h [*batch, H].
 
     `use_loop_rule=True` (default): `rj.unroll` runs the loop with a hand-written
     backward pass (`rnnjax.cells.gru_rule`); reverse-mode only: set
@@ -42,10 +46,15 @@ class GRU(Cell):
     recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
     use_loop_rule: bool = True
+    chrono: float | None = None
     gates = 3
 
     def init(self, key, input_size, dtype=jnp.float32):
         params = super().init(key, input_size, dtype)
+        if self.chrono is not None:  # the keep gate z: b_z = log U(1, chrono - 1)
+            h = self.hidden_size
+            b_z = initializers.chrono_bias(jax.random.fold_in(key, 7), h, self.chrono, dtype)
+            params["b"] = params["b"].at[h:2 * h].set(b_z)
         if self.reset_after:
             params["b_hn"] = jnp.zeros((self.hidden_size,), dtype)
         return params

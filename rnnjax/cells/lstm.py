@@ -9,7 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax import _checks, initializers
 from rnnjax.cells import lstm_rule
 from rnnjax.cells.base import Cell, split_gates
 
@@ -23,12 +23,17 @@ class _LSTMState(Cell):
     """What the LSTMs share: 4 gate blocks, the forget bias, the carry (h, c)."""
 
     forget_bias: float = 1.0
+    chrono: float | None = None
     gates = 4
 
     def init(self, key, input_size, dtype=jnp.float32):
         params = super().init(key, input_size, dtype)
         h = self.hidden_size
-        params["b"] = params["b"].at[h:2 * h].set(self.forget_bias)
+        if self.chrono is None:
+            params["b"] = params["b"].at[h:2 * h].set(self.forget_bias)
+        else:  # b_f = log U(1, chrono - 1), b_i = -b_f
+            b_f = initializers.chrono_bias(jax.random.fold_in(key, 7), h, self.chrono, dtype)
+            params["b"] = params["b"].at[:h].set(-b_f).at[h:2 * h].set(b_f)
         return params
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
@@ -53,6 +58,9 @@ class LSTM(_LSTMState):
     Params: `W_x` [I, 4H], `W_h` [H, 4H], `b` [4H], gate blocks in the order
     i, f, g, o (PyTorch's order). `b` starts at zero except the forget block,
     which starts at `forget_bias` (Gers et al., 2000; Jozefowicz et al., 2015).
+    `chrono=T_max` replaces that with the chrono initialisation (Tallec and
+    Ollivier, 2018): forget biases log U(1, T_max - 1), input biases their negatives,
+    for dependencies up to about T_max steps (`initializers.chrono_bias`).
     The carry is `LSTMCarry(h, c)`, each [*batch, H]; the output is h.
 
     `use_loop_rule=True` (default): `rj.unroll` runs the loop with a hand-written
@@ -72,6 +80,7 @@ class LSTM(_LSTMState):
     recurrent_init: str | Callable = "orthogonal"
     recurrent_scale: float = 1.0
     use_loop_rule: bool = True
+    chrono: float | None = None
 
     def step(self, params, carry, xp):
         i, f, g, o = split_gates(xp + carry.h @ params["W_h"], 4)
@@ -102,7 +111,7 @@ class PeepholeLSTM(_LSTMState):
     Params: those of `LSTM` (gate order i, f, g, o) plus the peephole vectors `p_i`,
     `p_f`, `p_o` [H], initialised U(-peephole_scale, peephole_scale) so that at
     initialisation the cell differs from a plain LSTM. It always scans its step (no
-    loop rule).
+    loop rule). `forget_bias` and `chrono` as in `LSTM`.
     """
 
     hidden_size: int
@@ -111,6 +120,7 @@ class PeepholeLSTM(_LSTMState):
     recurrent_scale: float = 1.0
     peephole_scale: float = 0.1
     output_peephole: str = "new"
+    chrono: float | None = None
 
     def __post_init__(self):
         super().__post_init__()

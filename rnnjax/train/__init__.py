@@ -5,7 +5,7 @@ from rnnjax.train.loop import fit, plot_metrics, read_metrics
 from rnnjax.train.losses import accuracy, masked_mean, mse, softmax_cross_entropy, step_mask
 from rnnjax.train.step import TrainState, init_state, make_train_step
 from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_step
-from rnnjax.train.tbptt import SubParams, tbptt_value_and_grad
+from rnnjax.train.tbptt import SubParams, tbptt_loss, tbptt_value_and_grad
 
 __all__ = [
     "SubParams",
@@ -24,5 +24,6 @@ __all__ = [
     "step_mask",
     "sweep_states",
     "sweep_step",
+    "tbptt_loss",
     "tbptt_value_and_grad",
 ]

@@ -27,12 +27,14 @@ This module writes the one general scheme; the usual cases are settings of it:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from rnnjax import _checks
@@ -109,6 +111,57 @@ def tbptt_value_and_grad(model, params, xs, targets, loss_fn: Callable, k1: int,
     return _tbptt_jit(model, params, jnp.swapaxes(xs, 0, 1), targets, loss_fn, k1, k2,
                       carry, lengths)
 
+
+
+def tbptt_loss(model, params, xs, targets, loss_fn: Callable, k1: int, k2: int, carry=None,
+               seq_lengths=None):
+    """The summed chunk losses of `tbptt_value_and_grad`, as a loss whose `jax.grad`
+    with respect to `params` is the truncated gradient.
+
+    It drops into any training step built for full BPTT (`make_train_step`, a
+    `sweep_step`), so that full and truncated training differ in the loss alone.
+    Arguments as in `tbptt_value_and_grad`. Only `params` gets a gradient (xs,
+    targets and carry get zeros), and only reverse mode is defined.
+
+    >>> import jax, jax.numpy as jnp, rnnjax as rj
+    >>> cell = rj.GRU(hidden_size=4)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> xs, targets = jnp.ones((2, 12, 3)), jnp.zeros((2, 12, 4))
+    >>> loss_fn = lambda p, ys, t: jnp.mean((ys - t) ** 2)
+    >>> g = jax.grad(tbptt_loss, argnums=1)(cell, params, xs, targets, loss_fn, 4, 4)
+    >>> _, expected, _ = tbptt_value_and_grad(cell, params, xs, targets, loss_fn, 4, 4)
+    >>> bool(jnp.allclose(g["W_h"], expected["W_h"]))
+    True
+    """
+    return _truncated(model, loss_fn, k1, k2, params, xs, targets, carry, seq_lengths)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _truncated(model, loss_fn, k1, k2, params, xs, targets, carry, seq_lengths):
+    return tbptt_value_and_grad(model, params, xs, targets, loss_fn, k1, k2, carry,
+                                seq_lengths)[0]
+
+
+def _truncated_fwd(model, loss_fn, k1, k2, params, xs, targets, carry, seq_lengths):
+    loss, grads, _ = tbptt_value_and_grad(model, params, xs, targets, loss_fn, k1, k2, carry,
+                                          seq_lengths)
+    return loss, (grads, xs, targets, carry, seq_lengths)
+
+
+def _truncated_bwd(model, loss_fn, k1, k2, residuals, cotangent):
+    grads, *others = residuals
+    scaled = jax.tree_util.tree_map(lambda g: (cotangent * g).astype(g.dtype), grads)
+    return (scaled, *(jax.tree_util.tree_map(_zero_cotangent, x) for x in others))
+
+
+def _zero_cotangent(x):
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.zeros_like(x)
+    return np.zeros(x.shape, jax.dtypes.float0)
+
+
+_truncated.defvjp(_truncated_fwd, _truncated_bwd)
 
 def _tbptt(model, params, xs, targets, loss_fn, k1, k2, carry, lengths):
     """The checked core: xs time-major [T, B, F], lengths int32 [B] or None."""

@@ -1,0 +1,385 @@
+"""The lectures' memory tasks as the studies train them, and one training run of a
+cell on a task: several seeds at once, test curves, the gradient-flow probe before
+and after training.
+
+A `Task` couples a generator of `rnnjax.tasks` with its loss, its test metrics and
+its reference levels (what a model without memory scores, and the best possible).
+`run` trains one cell type on one task; `run_all` runs a list of such units, each
+in its own checkpointed folder, so that a rerun of a study resumes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import math
+import multiprocessing
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from experiments import common
+from rnnjax import probe
+from rnnjax.cells import make
+from rnnjax.tasks import (
+    ADDING_BASELINE_MSE,
+    adding_batch,
+    copy_memory_baseline,
+    copy_memory_batch,
+    double_dependency_batch,
+    echo_batch,
+    reference_cross_entropies,
+)
+from rnnjax.tasks.copy_memory import LECTURES_FORM, NUM_CLASSES
+from rnnjax.tasks.double_dependency import SECOND_LAG
+from rnnjax.train import SubParams, tbptt_loss
+
+#: a run "learned" a task whose metric is a loss when it ends below this fraction of
+#: the memoryless baseline
+LEARNED_FRACTION = 0.1
+#: a run learned echo when its accuracy on the echoed steps is at least this
+ECHO_LEARNED_ACCURACY = 0.95
+#: a run learned a double dependency when its loss is within this of the level
+LEVEL_TOLERANCE = 0.005
+#: held-out sequences for the test metrics, and sequences for the probe
+TEST_SIZE, PROBE_SIZE = 1000, 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A memory task: data, loss, metrics and reference levels.
+
+    `batch(key, size) -> (xs [B, T, input_size], targets)`. Per-step tasks have int
+    targets [B, T] scored with the cross-entropy from step `first_scored` on; the
+    adding problem (`last_only`) reads the final state and scores the MSE.
+    `metric` names the headline test metric (`loss`, `mse` or `accuracy`);
+    `baseline` is what a model without memory scores, `optimum` the best expected
+    score.
+    """
+
+    label: str
+    input_size: int
+    outputs: int
+    batch: Callable
+    metric: str
+    baseline: float
+    optimum: float
+    first_scored: int = 0
+    last_only: bool = False
+    recall_steps: int = 0          # copy: the last steps, whose accuracy is `recall`
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "accuracy"
+
+    def learned(self, value: float) -> bool:
+        if self.metric == "accuracy":
+            return bool(value >= ECHO_LEARNED_ACCURACY)
+        if self.optimum > 0:   # a level above zero: the double dependency's entropy
+            return bool(value <= self.optimum + LEVEL_TOLERANCE)
+        return bool(value < LEARNED_FRACTION * self.baseline)
+
+    def criterion(self) -> str:
+        """'learned' in words, for reports."""
+        if self.metric == "accuracy":
+            return f"accuracy >= {ECHO_LEARNED_ACCURACY}"
+        if self.optimum > 0:
+            return f"loss <= {self.optimum + LEVEL_TOLERANCE:.4f} (optimum + {LEVEL_TOLERANCE})"
+        return f"{self.metric} < {LEARNED_FRACTION} x baseline"
+
+    # -- losses -----------------------------------------------------------------------
+    def weights(self, steps: int):
+        """[T]: 1 on the scored steps, 0 before `first_scored`."""
+        return (jnp.arange(steps) >= self.first_scored).astype(jnp.float32)
+
+    def loss(self, out, targets):
+        """The training loss of readouts `out` [B, T, outputs] ([B, 1, 1] last_only)."""
+        if self.last_only:
+            return jnp.mean((out[:, -1, 0] - targets) ** 2)
+        weights = jnp.broadcast_to(self.weights(targets.shape[1]), targets.shape)
+        return _weighted_cross_entropy(out, targets, weights, jnp.sum(weights))
+
+    def metrics(self, out, targets) -> dict:
+        """The test metrics: `loss` (or `mse`), and `accuracy` and `recall` where defined."""
+        if self.last_only:
+            return {"mse": self.loss(out, targets)}
+        weights = self.weights(targets.shape[1])
+        correct = (jnp.argmax(out, -1) == targets).astype(jnp.float32)
+        result = {"loss": self.loss(out, targets),
+                  "accuracy": jnp.sum(correct * weights) / (jnp.sum(weights) * len(targets))}
+        if self.recall_steps:
+            result["recall"] = jnp.mean(correct[:, -self.recall_steps:])
+        return result
+
+    def final_step_loss(self, out, targets):
+        """The loss at the last step only: the probe's loss, whose gradient dL/dh_k
+        is the signal sent back T-1-k steps."""
+        if self.last_only:
+            return self.loss(out, targets)
+        return jnp.mean(_cross_entropy(out[:, -1], targets[:, -1]))
+
+
+def _cross_entropy(logits, labels):
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], -1)[..., 0]
+
+
+def _weighted_cross_entropy(logits, labels, weights, total):
+    """sum(weights * cross-entropy) / total: a chunk's share of a weighted mean."""
+    return jnp.sum(weights * _cross_entropy(logits, labels)) / total
+
+
+# -- the tasks --------------------------------------------------------------------------
+def adding(steps: int) -> Task:
+    return Task(f"adding T={steps}", 2, 1, functools.partial(adding_batch, steps=steps),
+                "mse", ADDING_BASELINE_MSE, 0.0, last_only=True)
+
+
+def copy_memory(steps: int, copy_length: int = 10) -> Task:
+    label = ("copy (lectures' form)" if (steps, copy_length) == tuple(LECTURES_FORM.values())
+             else f"copy T={steps}")
+    return Task(label, NUM_CLASSES, NUM_CLASSES,
+                functools.partial(copy_memory_batch, steps=steps, copy_length=copy_length),
+                "loss", copy_memory_baseline(steps, copy_length), 0.0,
+                recall_steps=copy_length)
+
+
+def lectures_copy_memory() -> Task:
+    return copy_memory(**LECTURES_FORM)
+
+
+def echo(delay: int, scored: int = 50) -> Task:
+    """Echo at delay k on sequences of k + `scored` steps (the scored ones)."""
+    return Task(f"echo k={delay}", 1, 2,
+                functools.partial(echo_batch, steps=delay + scored, delay=delay),
+                "accuracy", 0.5, 1.0, first_scored=delay)
+
+
+def double_dependency(steps: int) -> Task:
+    levels = reference_cross_entropies()
+    return Task("double dependency", 1, 2,
+                functools.partial(double_dependency_batch, steps=steps),
+                "loss", levels["none"], levels["both"], first_scored=SECOND_LAG)
+
+
+def double_dependency_level(loss: float) -> str:
+    """Which dependencies a loss shows learned: 'both', 't-3' or 'none'."""
+    levels = reference_cross_entropies()
+    if loss <= levels["both"] + LEVEL_TOLERANCE:
+        return "both"
+    if loss <= levels["first"] + LEVEL_TOLERANCE:
+        return "t-3"
+    return "none"
+
+
+# -- one run ----------------------------------------------------------------------------
+def cell_label(name: str) -> str:
+    """The class a cell name makes, with the name after it: 'SimpleRNN (tanh)'."""
+    cls = type(make(name, 1)).__name__
+    return cls if cls.lower() == name else f"{cls} ({name})"
+
+
+def run(task: Task, cell: str, args, run_dir: Path, *, truncation: int | None = None,
+        cell_options: dict | None = None, desc: str = "") -> dict:
+    """Train `args.seeds` models of cell type `cell` on `task` (one compiled step,
+    vmapped over seeds); `truncation` k trains with TBPTT(k, k) instead of full BPTT.
+
+    Returns per-seed results: the headline metric's test curve, every final test
+    metric, learned or not, and the gradient flow at initialisation and after
+    training (||dL/dh_k|| of the last step's loss, its fitted decay rate per step and
+    half-life).
+    """
+    options = cell_options or {}
+    model = common.readout(cell, args.hidden, task.input_size, task.outputs, **options)
+
+    def readouts(params, xs):
+        if task.last_only:
+            return model.last(params, xs)[:, None]
+        return model.outputs(params, xs)
+
+    def loss_fn(params, batch, key):
+        xs, targets = batch
+        if truncation is None:
+            return task.loss(readouts(params, xs), targets), {}
+        weights = jnp.broadcast_to(task.weights(targets.shape[1]), targets.shape)
+        total = jnp.sum(weights)
+        chunk_loss = lambda p, ys, t: _weighted_cross_entropy(
+            model.head(p["head"], ys), t[0], t[1], total)
+        return tbptt_loss(SubParams(model.cell, "cell"), params, xs, (targets, weights),
+                          chunk_loss, truncation, truncation), {}
+
+    test_xs, test_y = task.batch(jax.random.key(10_000), TEST_SIZE)
+    probe_xs, probe_y = task.batch(jax.random.key(20_000), PROBE_SIZE)
+    test = jax.jit(jax.vmap(lambda p: task.metrics(readouts(p, test_xs), test_y)))
+    flow = jax.jit(jax.vmap(lambda p: model.grad_flow(
+        p, probe_xs, lambda out: task.final_step_loss(
+            out[:, -1:] if task.last_only else out, probe_y))))
+    trained = common.train(
+        run_dir, model.init, loss_fn,
+        lambda i: task.batch(jax.random.fold_in(jax.random.key(1), i), args.batch), args,
+        hyper={"learning_rate": args.lr}, clip=args.clip,
+        evaluate=lambda p: {"test_" + task.metric: test(p)[task.metric]},
+        eval_every=eval_interval(args),
+        settings={"task": task.label, "cell": cell, "options": options,
+                  "truncation": truncation, "hidden": args.hidden, "batch": args.batch},
+        desc=desc or f"{task.label}, {cell}")
+    steps, values = common.series(trained.history, "test_" + task.metric)
+    if trained.params is None:   # diverged: every final metric is NaN
+        final = {k: [math.nan] * args.seeds for k in jax.eval_shape(test, trained.initial)}
+    else:
+        final = {k: np.asarray(v).tolist() for k, v in test(trained.params).items()}
+    norms_init = np.asarray(flow(trained.initial))
+    norms_trained = common.on_trained(flow, trained)
+    fits = lambda norms: [probe.decay_fit(n) for n in norms]
+    return {
+        "task": task.label, "cell": cell, "cell_class": cell_label(cell), "options": options,
+        "truncation": truncation, "metric": task.metric, "baseline": task.baseline,
+        "optimum": task.optimum,
+        "curve": [*zip(steps, values.tolist()), (args.steps, final[task.metric])],
+        "final": final,
+        "learned": [task.learned(v) for v in final[task.metric]],
+        "nonfinite": trained.params is None,
+        "grad_rate_init": [f.rate for f in fits(norms_init)],
+        "half_life_init": [f.half_life for f in fits(norms_init)],
+        "grad_rate_trained": [f.rate for f in fits(norms_trained)],
+        "half_life_trained": [f.half_life for f in fits(norms_trained)],
+        "grad_norms_init": norms_init.tolist(),         # [seeds, T], k = 0 .. T-1
+        "grad_norms_trained": norms_trained.tolist(),
+        "seconds": common.train_seconds(trained.history),
+    }
+
+
+def eval_interval(args) -> int:
+    """Steps between test evaluations; --steps must be a multiple of it."""
+    every = min(args.eval_every, args.steps)
+    if args.steps <= 0 or args.steps % every:
+        raise ValueError(f"--steps must be a positive multiple of {every} (the evaluation "
+                         f"interval), got {args.steps}")
+    return every
+
+
+def run_all(units: list[tuple[str, Task, str, dict]], args) -> dict:
+    """Run each `(key, task, cell, run options)` in its folder `args.out / folder(key)`,
+    in `args.workers` processes; returns key -> result, in the order of `units`.
+
+    Small runs spend most of their time compiling, which XLA does on one core: a
+    second process keeps a second core busy.
+    """
+    jobs = [(task, cell, args, args.out / folder(key)) for key, task, cell, _ in units]
+    if args.workers <= 1:
+        done = [run(*job, **options) for job, (*_, options) in
+                zip(tqdm(jobs, desc="runs"), units)]
+    else:
+        context = multiprocessing.get_context("spawn")   # fork and jax do not mix
+        with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+            futures = [pool.submit(run, *job, **options)
+                       for job, (*_, options) in zip(jobs, units)]
+            for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
+                          desc="runs"):
+                pass
+            done = [f.result() for f in futures]
+    return {key: result for (key, *_), result in zip(units, done)}
+
+
+def add_arguments(parser) -> None:
+    """The flags every memory-task study has besides the shared ones."""
+    parser.add_argument("--eval-every", dest="eval_every", type=int,
+                        help="training steps between two test evaluations")
+    parser.add_argument("--workers", type=int,
+                        help="runs at once, each in its own process (compiling uses one core)")
+
+
+def folder(key: str) -> str:
+    """A run's key as a folder path: 'copy T=100/lstm' -> 'copy_T100/lstm'."""
+    return "/".join(re.sub(r"[^A-Za-z0-9]+", "_", part.replace("=", "")).strip("_")
+                    for part in key.split("/"))
+
+
+def check_cells(args) -> None:
+    """Fail on a bad cell name or size, or a bad --steps, before any work."""
+    for name in args.cells:
+        make(name, args.hidden)
+    eval_interval(args)
+
+
+# -- reporting ----------------------------------------------------------------------------
+def spread(values, digits: int = 3) -> str:
+    """'median (min-max)' of per-seed values."""
+    v = np.asarray(values, np.float64)
+    if v.size == 1:
+        return f"{v[0]:.{digits}g}"
+    return f"{np.median(v):.{digits}g} ({v.min():.{digits}g}-{v.max():.{digits}g})"
+
+
+def learned_count(result: dict) -> str:
+    return f"{sum(result['learned'])}/{len(result['learned'])}"
+
+
+def half_life(values) -> str:
+    v = np.median(np.asarray(values, np.float64))
+    return "inf" if not math.isfinite(v) else f"{v:.3g}"
+
+
+def detail_row(result: dict) -> list:
+    """Cell, metric (median, range), learned, decay rate and half-life before/after."""
+    return [result["cell_class"], spread(result["final"][result["metric"]]),
+            learned_count(result),
+            f"{np.median(result['grad_rate_init']):.3f}", half_life(result["half_life_init"]),
+            f"{np.median(result['grad_rate_trained']):.3f}",
+            half_life(result["half_life_trained"])]
+
+
+DETAIL_HEADER = ["cell", "metric: median (range)", "learned", "rate, init",
+                 "half-life, init", "rate, trained", "half-life, trained"]
+
+GRADIENT_NOTE = (
+    "Gradient flow: ||dL/dh_k|| of the loss at the last step, over k; rate: the fitted "
+    "slope of ln ||dL/dh_k|| against the distance T-1-k, per step (median over seeds; "
+    "negative: vanishing); half-life: steps for the gradient to halve (inf: no decay).")
+
+
+def plot_curves(ax, results: list[dict], task: Task) -> None:
+    """Test metric against training step, one band per result, with the reference lines."""
+    for i, r in enumerate(results):
+        common.band(ax, [s for s, _ in r["curve"]], [m for _, m in r["curve"]], f"C{i}",
+                    r["cell_class"] + (f", TBPTT {r['truncation']}" if r["truncation"] else ""))
+    ax.axhline(task.baseline, color="k", ls="--", lw=1, label="no memory")
+    if task.optimum > 0 or task.higher_is_better:
+        ax.axhline(task.optimum, color="k", ls=":", lw=1, label="optimum")
+    if not task.higher_is_better and task.optimum == 0:
+        ax.set_yscale("log")
+    ax.set(xlabel="training step", ylabel=f"test {task.metric}", title=task.label)
+    ax.grid(alpha=0.3)
+
+
+def plot_grad_flow(ax, results: list[dict], title: str) -> None:
+    """log10 ||dL/dh_k|| relative to the last step against the distance, at
+    initialisation (dashed) and after training (solid)."""
+    for i, r in enumerate(results):
+        for key, style in (("grad_norms_init", "--"), ("grad_norms_trained", "-")):
+            ax.plot(np.nanmean(common.log10_relative(r[key]), axis=0), style, color=f"C{i}",
+                    label=r["cell_class"] if style == "-" else None)
+    ax.set(xlabel="distance T-1-k", ylabel="log10 ||dL/dh_k|| / ||dL/dh_T-1||", title=title)
+    ax.grid(alpha=0.3)
+
+
+def plot_tasks(results: dict, tasks: list[Task], cells: list[str], out: Path) -> None:
+    """training.png (test metric against step) and grad_flow.png, one panel per task,
+    one line per cell; results keyed by '<task label>/<cell>'."""
+    plt = common.pyplot()
+    n = len(tasks)
+    for file in ("training.png", "grad_flow.png"):
+        fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            runs = [results[f"{task.label}/{cell}"] for cell in cells]
+            if file == "training.png":
+                plot_curves(ax, runs, task)
+            else:
+                plot_grad_flow(ax, runs, task.label)
+        axes[0, 0].legend(fontsize=8)
+        common.save_figure(fig, out / file)
