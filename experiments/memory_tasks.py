@@ -180,7 +180,7 @@ def double_dependency_level(loss: float) -> str:
 # -- one run ----------------------------------------------------------------------------
 def cell_label(name: str) -> str:
     """The class a cell name makes, with the name after it: 'SimpleRNN (tanh)'."""
-    cls = type(make(name, 1)).__name__
+    cls = type(make(name, 64)).__name__   # 64: a size every cell type accepts
     return cls if cls.lower() == name else f"{cls} ({name})"
 
 

@@ -231,3 +231,12 @@ def test_learned_criteria_and_dependency_levels():
     assert echo.learned(0.95) and not echo.learned(0.949) and echo.higher_is_better
     assert mt.adding(200).learned(0.0166) and not mt.adding(200).learned(0.0167)
     assert mt.folder("copy (lectures' form)/lstm") == "copy_lectures_form/lstm"
+
+
+def test_reports_name_cells_by_their_class():
+    from experiments import memory_tasks as mt
+    from rnnjax.cells import CELL_TYPES
+    labels = {name: mt.cell_label(name) for name in CELL_TYPES}
+    assert labels == {"tanh": "SimpleRNN (tanh)", "relu": "SimpleRNN (relu)", "irnn": "IRNN",
+                      "lstm": "LSTM", "peephole": "PeepholeLSTM (peephole)", "gru": "GRU",
+                      "clockwork": "ClockworkRNN (clockwork)"}
