@@ -135,16 +135,22 @@ def test_lstm_biases_and_glorot_inputs():
     assert np.abs(p["W_x"]).max() <= limit and np.abs(p["W_x"]).max() > 0.8 * limit
 
 
-@pytest.mark.parametrize("cell", [rj.LSTM(4000, chrono=50), rj.PeepholeLSTM(4000, chrono=50),
-                                  rj.GRU(4000, chrono=50)], ids=lambda c: type(c).__name__)
-def test_chrono_init_spreads_keep_gate_time_constants(cell):
-    # the keep gate's bias b = log u with u ~ U(1, 49): 1 + e^b is uniform on [2, 50]
+def test_chrono_bias_spreads_time_constants_uniformly():
+    # b = log u with u ~ U(1, 49): a keep gate with bias b holds about 1 + e^b steps
+    u = np.exp(np.asarray(rj.initializers.chrono_bias(jax.random.key(0), 4000, 50), np.float64))
+    assert u.min() >= 1 and u.max() <= 49
+    assert scipy.stats.kstest(u, scipy.stats.uniform(1, 48).cdf).pvalue > 1e-3
+    with pytest.raises(ValueError, match="chrono max_delay must be > 2"):
+        rj.initializers.chrono_bias(jax.random.key(0), 4, 2)
+
+
+@pytest.mark.parametrize("cell", [rj.LSTM(16, chrono=50), rj.PeepholeLSTM(16, chrono=50),
+                                  rj.GRU(16, chrono=50)], ids=lambda c: type(c).__name__)
+def test_chrono_init_sets_the_keep_gate_biases(cell):
     b = np.asarray(cell.init(jax.random.key(0), 3)["b"], np.float64)
     h = cell.hidden_size
     keep = b[h:2 * h]
-    u = np.exp(keep)
-    assert u.min() >= 1 and u.max() <= 49
-    assert scipy.stats.kstest(u, scipy.stats.uniform(1, 48).cdf).pvalue > 1e-3
+    assert np.all((keep >= 0) & (keep <= np.log(49))) and np.unique(keep).size == h
     if isinstance(cell, rj.GRU):     # r and n biases stay zero
         np.testing.assert_array_equal(np.r_[b[:h], b[2 * h:]], 0)
     else:                            # the input gate opens as the forget gate closes

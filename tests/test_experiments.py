@@ -17,8 +17,7 @@ from experiments import (
 from rnnjax.tasks import ADDING_BASELINE_MSE
 
 TINY = ["--cells", "tanh,lstm", "--seeds", "2", "--steps", "20", "--hidden", "8",
-        "--tasks", "echo,adding", "--echo-delay", "2", "--adding-length", "10",
-        "--eval-every", "10"]
+        "--tasks", "adding", "--adding-length", "10", "--eval-every", "10"]
 RESULT_KEYS = {"task", "cell", "cell_class", "options", "truncation", "metric", "baseline",
                "optimum", "curve", "final", "learned", "nonfinite", "grad_rate_init",
                "half_life_init", "grad_rate_trained", "half_life_trained", "grad_norms_init",
@@ -51,19 +50,19 @@ def test_compare_cells_writes_results_and_resumes(tmp_path, monkeypatch):
     assert (out / "adding_T10" / "lstm" / "checkpoints" / "10").is_dir()
     results = compare_cells.main(TINY + ["--out", str(out)])         # resumes at 10
     for name in ("results.json", "report.md", "grad_flow.png", "training.png",
-                 "echo_k2/lstm/metrics.jsonl"):
+                 "adding_T10/lstm/metrics.jsonl"):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
-    assert saved["config"]["steps"] == 20 and saved["tasks"] == ["echo k=2", "adding T=10"]
-    assert set(saved["results"]) == {"echo k=2/tanh", "echo k=2/lstm", "adding T=10/tanh",
-                                     "adding T=10/lstm"}
-    for key, r in saved["results"].items():
-        check_result(r, 2, 20, 52 if key.startswith("echo") else 10, 10)
+    assert saved["config"]["steps"] == 20 and saved["tasks"] == ["adding T=10"]
+    assert set(saved["results"]) == {"adding T=10/tanh", "adding T=10/lstm"}
+    for r in saved["results"].values():
+        check_result(r, 2, 20, 10, 10)
     adding = saved["results"]["adding T=10/lstm"]
     assert adding["baseline"] == ADDING_BASELINE_MSE and adding["metric"] == "mse"
     assert adding["learned"] == [m < 0.1 * ADDING_BASELINE_MSE for m in adding["final"]["mse"]]
     report = (out / "report.md").read_text()
-    assert "| SimpleRNN (tanh) | LSTM |" in report and "| echo k=2 | accuracy | 0.5 | 1 |" in report
+    assert "| SimpleRNN (tanh) | LSTM |" in report
+    assert "| adding T=10 | mse | 0.1667 | 0 |" in report
 
     # a rerun of the same command does no training: every run is at its last checkpoint
     monkeypatch.setattr(common, "sweep_step",
