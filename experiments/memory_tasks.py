@@ -235,7 +235,8 @@ def run(task: Task, cell: str, args, run_dir: Path, *, truncation: int | None = 
         final = {k: np.asarray(v).tolist() for k, v in test(trained.params).items()}
     norms_init = np.asarray(flow(trained.initial))
     norms_trained = common.on_trained(flow, trained)
-    fits = lambda norms: [probe.decay_fit(n) for n in norms]
+    fits_init = [probe.decay_fit(n) for n in norms_init]
+    fits_trained = [probe.decay_fit(n) for n in norms_trained]
     return {
         "task": task.label, "cell": cell, "cell_class": cell_label(cell), "options": options,
         "truncation": truncation, "metric": task.metric, "baseline": task.baseline,
@@ -244,10 +245,10 @@ def run(task: Task, cell: str, args, run_dir: Path, *, truncation: int | None = 
         "final": final,
         "learned": [task.learned(v) for v in final[task.metric]],
         "nonfinite": trained.params is None,
-        "grad_rate_init": [f.rate for f in fits(norms_init)],
-        "half_life_init": [f.half_life for f in fits(norms_init)],
-        "grad_rate_trained": [f.rate for f in fits(norms_trained)],
-        "half_life_trained": [f.half_life for f in fits(norms_trained)],
+        "grad_rate_init": [f.rate for f in fits_init],
+        "half_life_init": [f.half_life for f in fits_init],
+        "grad_rate_trained": [f.rate for f in fits_trained],
+        "half_life_trained": [f.half_life for f in fits_trained],
         "grad_norms_init": norms_init.tolist(),         # [seeds, T], k = 0 .. T-1
         "grad_norms_trained": norms_trained.tolist(),
         "seconds": common.train_seconds(trained.history),
