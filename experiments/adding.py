@@ -40,9 +40,9 @@ def report(results: dict, tasks: list[mt.Task], args) -> str:
             ratio = np.asarray(r["final"]["mse"]) / task.baseline
             rows.append([task.label, r["cell_class"], mt.spread(r["final"]["mse"]),
                          mt.spread(ratio, 2), mt.learned_count(r),
-                         f"{np.median(r['grad_rate_init']):.3f}",
+                         mt.rate(r["grad_rate_init"]),
                          mt.half_life(r["half_life_init"]),
-                         f"{np.median(r['grad_rate_trained']):.3f}"])
+                         mt.rate(r["grad_rate_trained"])])
     return "\n".join([
         "# The adding problem as T grows", "",
         f"Command: `{common.command_line()}`", "",

@@ -63,8 +63,8 @@ def report(results: dict, tasks: list[mt.Task], args) -> str:
             rows.append([task.label, r["cell_class"], f"{task.baseline:.4f}",
                          mt.spread(r["final"]["loss"]), mt.spread(ratio, 2),
                          mt.spread(r["final"]["recall"], 2), mt.learned_count(r),
-                         f"{np.median(r['grad_rate_init']):.3f}",
-                         f"{np.median(r['grad_rate_trained']):.3f}"])
+                         mt.rate(r["grad_rate_init"]),
+                         mt.rate(r["grad_rate_trained"])])
     chrono = (f"; chrono initialisation T_max = {args.chrono} for "
               f"{', '.join(c for c in args.cells if c in CHRONO_CELLS)}" if args.chrono else "")
     return "\n".join([

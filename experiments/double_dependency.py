@@ -64,7 +64,7 @@ def report(results: dict, args) -> str:
             rows.append([label(k), r["cell_class"], mt.spread(losses),
                          ", ".join(mt.double_dependency_level(v) for v in losses),
                          *("-" if w is None else str(w) for w in when),
-                         f"{np.median(r['grad_rate_trained']):.3f}"])
+                         mt.rate(r["grad_rate_trained"])])
     table = common.markdown_table(
         ["training", "cell", "test loss: median (range)", "level per seed",
          "step at t-3 level", "step at both", "rate, trained"], rows)

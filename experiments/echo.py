@@ -48,7 +48,7 @@ def report(results: dict, args) -> str:
             + [str(largest_learned(results, cell, args.delays) or "-")]
             for cell in args.cells]
     rates = [[mt.cell_label(cell)]
-             + [f"{np.median(results[f'echo k={k}/{cell}']['grad_rate_trained']):.3f}"
+             + [mt.rate(results[f"echo k={k}/{cell}"]["grad_rate_trained"])
                 for k in args.delays] for cell in args.cells]
     return "\n".join([
         "# Echo: the largest delay each cell bridges", "",

@@ -321,6 +321,11 @@ def learned_count(result: dict) -> str:
     return f"{sum(result['learned'])}/{len(result['learned'])}"
 
 
+def rate(values) -> str:
+    """The median over seeds of fitted decay rates, per step."""
+    return f"{np.median(np.asarray(values, np.float64)):.3f}"
+
+
 def half_life(values) -> str:
     v = np.median(np.asarray(values, np.float64))
     return "inf" if not math.isfinite(v) else f"{v:.3g}"
@@ -330,8 +335,8 @@ def detail_row(result: dict) -> list:
     """Cell, metric (median, range), learned, decay rate and half-life before/after."""
     return [result["cell_class"], spread(result["final"][result["metric"]]),
             learned_count(result),
-            f"{np.median(result['grad_rate_init']):.3f}", half_life(result["half_life_init"]),
-            f"{np.median(result['grad_rate_trained']):.3f}",
+            rate(result["grad_rate_init"]), half_life(result["half_life_init"]),
+            rate(result["grad_rate_trained"]),
             half_life(result["half_life_trained"])]
 
 
