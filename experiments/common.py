@@ -146,14 +146,14 @@ def train(run_dir: Path, init, loss_fn, batch_fn, args, *, hyper: dict, settings
     """
     settings = {**settings, **hyper, "seeds": args.seeds, "clip": clip,
                 "eval_every": eval_every if evaluate else None}
-    _claim(Path(run_dir), settings, args.steps)
+    claim_run_dir(Path(run_dir), settings, args.steps)
     optimizer_fn = optax.inject_hyperparams(optimizer)
     state, grid = sweep_states(init, optimizer_fn, seeds=list(range(args.seeds)),
                                hyperparams={k: [v] for k, v in hyper.items()})
     initial = state.params
     step = sweep_step(make_train_step(loss_fn, optimizer_fn(**hyper), clip_norm=clip))
     if evaluate is not None:
-        step, log_every = _evaluated(step, evaluate, eval_every), eval_every
+        step, log_every = with_evaluation(step, evaluate, eval_every), eval_every
     try:
         state, history = fit(step, state, jax.jit(batch_fn), args.steps, run_dir,
                              checkpoint_every=args.checkpoint_every, log_every=log_every,
@@ -174,7 +174,7 @@ def on_trained(fn, run: Trained) -> np.ndarray:
     return np.asarray(fn(run.params))
 
 
-def _evaluated(step, evaluate, every: int):
+def with_evaluation(step, evaluate, every: int):
     """`step` whose metrics also hold `evaluate(params)` when the state's step is a
     multiple of `every` (evaluated before the update, like the loss)."""
     def evaluated_step(state, batch):
@@ -186,7 +186,7 @@ def _evaluated(step, evaluate, every: int):
     return evaluated_step
 
 
-def _claim(run_dir: Path, settings: dict, steps: int) -> None:
+def claim_run_dir(run_dir: Path, settings: dict, steps: int) -> None:
     """Record `settings` in run_dir/settings.json; raise when run_dir holds a checkpoint
     of a run with other settings, or one past `steps` (a run may only be extended)."""
     path = run_dir / "settings.json"

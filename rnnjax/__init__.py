@@ -8,7 +8,7 @@
 (2, 5, 8)
 """
 
-from rnnjax import initializers, interop
+from rnnjax import decode, initializers, interop
 from rnnjax.cells import (
     GRU,
     IRNN,
@@ -39,6 +39,7 @@ __all__ = [
     "PeepholeLSTM",
     "SimpleRNN",
     "Stacked",
+    "decode",
     "initializers",
     "interop",
     "reverse_within_lengths",

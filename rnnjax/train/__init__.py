@@ -2,7 +2,14 @@
 loops that resume, and sweeps over seeds and hyperparameters with vmap."""
 
 from rnnjax.train.loop import fit, plot_metrics, read_metrics
-from rnnjax.train.losses import accuracy, masked_mean, mse, softmax_cross_entropy, step_mask
+from rnnjax.train.losses import (
+    accuracy,
+    bits_per_char,
+    masked_mean,
+    mse,
+    softmax_cross_entropy,
+    step_mask,
+)
 from rnnjax.train.step import TrainState, init_state, make_train_step
 from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_step
 from rnnjax.train.tbptt import SubParams, tbptt_loss, tbptt_value_and_grad
@@ -11,6 +18,7 @@ __all__ = [
     "SubParams",
     "TrainState",
     "accuracy",
+    "bits_per_char",
     "fit",
     "init_state",
     "make_train_step",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 import optax
 
@@ -46,3 +48,13 @@ def mse(predictions, targets, lengths=None):
     if lengths is None:
         return jnp.mean(sq)
     return masked_mean(sq, step_mask(lengths, targets.shape[1], sq.dtype))
+
+
+def bits_per_char(nats):
+    """Mean nats per character (a mean cross-entropy in natural log) as bits per
+    character, the unit character-level language models report: nats / ln 2.
+
+    >>> round(float(bits_per_char(math.log(4.0))), 6)     # uniform over 4 characters
+    2.0
+    """
+    return jnp.asarray(nats) / math.log(2.0)
