@@ -163,3 +163,14 @@ def test_accuracy():
     # valid: row 0 steps 0, 1 (1 hit of 2); row 1 step 0 (1 hit of 1)
     assert float(accuracy(logits, labels, jnp.array([2, 1]))) == pytest.approx(2 / 3)
     assert float(accuracy(logits, labels, jnp.array([1, 1]))) == 1.0
+
+
+def test_losses_without_lengths_take_one_label_per_sequence():
+    """Many-to-one: logits [B, C] against labels [B], no time axis."""
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5], [0.3, 0.2, 0.1]])
+    labels = np.array([0, 2, 1])
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.mean(log_p[np.arange(3), labels])
+    assert float(softmax_cross_entropy(jnp.asarray(logits), jnp.asarray(labels))) == \
+        pytest.approx(expected, rel=1e-6)
+    assert float(accuracy(jnp.asarray(logits), jnp.asarray(labels))) == pytest.approx(1 / 3)

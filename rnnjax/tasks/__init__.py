@@ -1,16 +1,34 @@
-"""Data for the classic sequence tasks: pure functions of a PRNG key."""
+"""Data for the sequence tasks: synthetic tasks as pure functions of a PRNG key, and
+loaders of real data sets shipped inside packages' wheels (each needs an extra:
+`text` for the plays, `recordings` for the UEA archive, `digits`, `forecasting`; a
+missing package raises an ImportError naming the extra)."""
 
 from rnnjax.tasks.adding import ADDING_BASELINE_MSE, adding_batch
 from rnnjax.tasks.copy_memory import copy_memory_baseline, copy_memory_batch
+from rnnjax.tasks.digits import load_digits_sequences, pixel_permutation
 from rnnjax.tasks.double_dependency import double_dependency_batch, reference_cross_entropies
 from rnnjax.tasks.echo import echo_batch
+from rnnjax.tasks.labelled import LabelledSequences
+from rnnjax.tasks.recordings import load_recordings
+from rnnjax.tasks.series import Series, airline, sunspots
+from rnnjax.tasks.shakespeare import CharVocab, shakespeare_plays, split_plays
 
 __all__ = [
     "ADDING_BASELINE_MSE",
+    "CharVocab",
+    "LabelledSequences",
+    "Series",
     "adding_batch",
+    "airline",
     "copy_memory_baseline",
     "copy_memory_batch",
     "double_dependency_batch",
     "echo_batch",
+    "load_digits_sequences",
+    "load_recordings",
+    "pixel_permutation",
     "reference_cross_entropies",
+    "shakespeare_plays",
+    "split_plays",
+    "sunspots",
 ]

@@ -15,6 +15,11 @@ def step_mask(lengths, steps: int, dtype=jnp.float32):
     return (jnp.arange(steps)[None, :] < jnp.asarray(lengths)[:, None]).astype(dtype)
 
 
+def _mask_like(lengths, targets, dtype=jnp.float32):
+    """`step_mask` for targets [B, T, ...]; None without lengths (targets of any shape)."""
+    return None if lengths is None else step_mask(lengths, targets.shape[1], dtype)
+
+
 def masked_mean(values, mask=None):
     """Mean of values [B, T, ...] over the steps where mask [B, T] is 1."""
     if mask is None:
@@ -25,7 +30,8 @@ def masked_mean(values, mask=None):
 
 
 def softmax_cross_entropy(logits, labels, lengths=None):
-    """Mean cross-entropy of logits [B, T, C] against int labels [B, T] over valid steps.
+    """Mean cross-entropy of logits [B, T, C] against int labels [B, T] over valid steps
+    (logits [..., C] against labels [...] of any shape without lengths).
 
     >>> import jax.numpy as jnp
     >>> logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1]]]))   # B=1, T=2, C=2
@@ -33,21 +39,20 @@ def softmax_cross_entropy(logits, labels, lengths=None):
     0.6931...
     """
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return masked_mean(losses, step_mask(lengths, labels.shape[1], losses.dtype))
+    return masked_mean(losses, _mask_like(lengths, labels, losses.dtype))
 
 
 def accuracy(logits, labels, lengths=None):
-    """Fraction of valid steps whose argmax matches the label."""
+    """Fraction of valid steps whose argmax matches the label (shapes as for
+    `softmax_cross_entropy`)."""
     hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-    return masked_mean(hits, step_mask(lengths, labels.shape[1]))
+    return masked_mean(hits, _mask_like(lengths, labels))
 
 
 def mse(predictions, targets, lengths=None):
     """Mean squared error over valid steps ([B, T, ...] with lengths, or any shape without)."""
     sq = (predictions - targets) ** 2
-    if lengths is None:
-        return jnp.mean(sq)
-    return masked_mean(sq, step_mask(lengths, targets.shape[1], sq.dtype))
+    return masked_mean(sq, _mask_like(lengths, targets, sq.dtype))
 
 
 def bits_per_char(nats):
