@@ -8,7 +8,7 @@
 (2, 5, 8)
 """
 
-from rnnjax import decode, initializers, interop
+from rnnjax import decode, filters, initializers, interop
 from rnnjax.cells import (
     GRU,
     IRNN,
@@ -40,6 +40,7 @@ __all__ = [
     "SimpleRNN",
     "Stacked",
     "decode",
+    "filters",
     "initializers",
     "interop",
     "reverse_within_lengths",
