@@ -57,7 +57,20 @@ def load(reading: str, permutation_seed: int):
                                  load_digits_sequences("test", how, seed))
 
 
-def report(results: dict, args) -> str:
+def whole_image_references() -> dict[str, float]:
+    """Test accuracy of two classifiers that see the whole image at once, fitted by
+    scikit-learn on the same split: how far reading in sequence is from the easy case."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
+    train, test = (load_digits_sequences(split, "pixels") for split in ("train", "test"))
+    flat = lambda data: data.xs.reshape(len(data.xs), -1)
+    models = {"SVC (RBF kernel)": SVC(), "logistic regression": LogisticRegression(max_iter=5000)}
+    return {name: float((m.fit(flat(train), train.labels).predict(flat(test))
+                         == test.labels).mean()) for name, m in models.items()}
+
+
+def report(results: dict, references: dict[str, float], args) -> str:
     header = ["cell", *args.readings]
     rows = [[results[f"{args.readings[0]}/{cell}"]["cell_class"],
              *(mt.spread(results[f"{reading}/{cell}"]["final"]["test_accuracy"])
@@ -79,6 +92,10 @@ def report(results: dict, args) -> str:
         "seed counts, including those that failed to learn (diverged: a loss went "
         "non-finite, scored as NaN). Chance: 0.1.", "",
         common.markdown_table(header, rows), "",
+        "Whole images at once, scikit-learn on the same split: "
+        + "; ".join(f"{name} {acc:.3f}" for name, acc in references.items()) + ". "
+        "Le, Jaitly and Hinton (2015) report on MNIST read pixel by pixel (784 steps) "
+        "97% for the IRNN and 65% for the LSTM, and 82% and 36% when permuted.", "",
         "Training accuracy (1347 images):", "",
         common.markdown_table(header, train_rows), "",
         "Plot: accuracy.png.", ""])
@@ -109,7 +126,9 @@ def main(argv=None):
                 train, test, cell, False, args, args.out / mt.folder(key), label=reading,
                 settings={"permutation_seed": args.permutation_seed})
     plot(results, args)
-    common.write_results(args, {"results": results}, report(results, args))
+    references = whole_image_references()
+    common.write_results(args, {"results": results, "whole_image_references": references},
+                         report(results, references, args))
     return results
 
 
