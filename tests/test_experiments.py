@@ -76,6 +76,7 @@ def test_compare_cells_writes_results_and_resumes(tmp_path, monkeypatch):
         compare_cells.main(TINY + ["--out", str(out), "--steps", "10"])
 
 
+@pytest.mark.slow  # each task's own study test covers it in the default run
 def test_compare_cells_runs_every_task(tmp_path):
     results = compare_cells.main([
         "--cells", "gru", "--seeds", "1", "--steps", "2", "--eval-every", "2", "--hidden", "4",
