@@ -91,8 +91,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--minutes", type=float,
                         help="training minutes per cell, validation included: the steps "
                         "are set from the timed step on this machine (overrides --steps)")
-    parser.add_argument("--eval-every", dest="eval_every", type=int,
-                        help="training steps between two validation scores")
     parser.add_argument("--eval-streams", dest="eval_streams", type=int,
                         help="parallel streams through the held-out text")
     parser.add_argument("--eval-chunk", dest="eval_chunk", type=int,

@@ -143,12 +143,6 @@ def run(train: LabelledSequences, test: LabelledSequences, cell: str, bidirectio
             "wall_seconds": time.perf_counter() - started}
 
 
-def add_arguments(parser) -> None:
-    """The flags both classification studies have besides the shared ones."""
-    parser.add_argument("--eval-every", dest="eval_every", type=int,
-                        help="training steps between two test evaluations")
-
-
 def plot_accuracy(ax, groups: dict[str, list[dict]], cells: list[str], title: str,
                   references: dict[str, float] | None = None) -> None:
     """Test accuracy per cell: for each group (e.g. uni- and bidirectional) side by side,

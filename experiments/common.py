@@ -37,6 +37,7 @@ SHARED_FLAGS = {
     "lr": (float, "learning rate"),
     "clip": (float, "global gradient-norm clip"),
     "checkpoint_every": (int, "training steps between checkpoints"),
+    "eval_every": (int, "training steps between two evaluations on held-out data"),
 }
 
 

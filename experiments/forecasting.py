@@ -67,9 +67,6 @@ def add_arguments(parser) -> None:
                              "('' for none)")
     parser.add_argument("--weight-decay", dest="weight_decay", type=float,
                         help="AdamW's decoupled weight decay (0: plain Adam)")
-    parser.add_argument("--eval-every", dest="eval_every", type=int,
-                        help="training steps between two evaluations of the test MSE "
-                             "(a curve for the report; nothing is selected by it)")
 
 
 # -- models: windows [n, width] -> forecasts [n] of the next transformed value ------------

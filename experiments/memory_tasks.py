@@ -289,8 +289,6 @@ def run_all(units: list[tuple[str, Task, str, dict]], args) -> dict:
 
 def add_arguments(parser) -> None:
     """The flags every memory-task study has besides the shared ones."""
-    parser.add_argument("--eval-every", dest="eval_every", type=int,
-                        help="training steps between two test evaluations")
     parser.add_argument("--workers", type=int,
                         help="runs at once, each in its own process (compiling uses one core)")
 

@@ -43,7 +43,6 @@ PUBLISHED_SOURCE = (
     "is that paper's, not checked here.")
 
 def add_arguments(parser):
-    classify.add_arguments(parser)
     parser.add_argument("--datasets", type=lambda s: s.split(","),
                         help=f"comma-separated, among {','.join(DATASETS)}")
     parser.add_argument("--directions", type=lambda s: s.split(","),

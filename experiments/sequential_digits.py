@@ -34,7 +34,6 @@ QUICK = dict(seeds=2, steps=150, cells=["irnn", "lstm"], hidden=32, lr=3e-3, eva
 
 
 def add_arguments(parser):
-    classify.add_arguments(parser)
     parser.add_argument("--readings", type=lambda s: s.split(","),
                         help=f"comma-separated, among {','.join(READINGS)}")
     parser.add_argument("--permutation-seed", dest="permutation_seed", type=int,

@@ -265,8 +265,6 @@ def add_arguments(parser) -> None:
     listed = lambda s: s.split(",")
     parser.add_argument("--systems", type=listed, help="linear, pendulum (comma-separated)")
     parser.add_argument("--length", type=int, help="steps per sequence")
-    parser.add_argument("--eval-every", dest="eval_every", type=int,
-                        help="training steps between two test evaluations")
     parser.add_argument("--test-size", dest="test_size", type=int, help="held-out sequences")
     parser.add_argument("--particles", type=int, help="particles of the reference particle filter")
 
