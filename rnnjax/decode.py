@@ -7,11 +7,13 @@ Every decoder drives a step function
 which reads the previous token of each of B sequences and scores the next one (for
 a language model: embed the tokens, run one step of the cell, apply the readout).
 Decoding starts from `carry` and `start_tokens` [B], the last token already known
-(e.g. the last character of a prompt the carry has read), and runs a fixed
-`max_len` steps in one `lax.scan`, so it compiles once per shape and runs inside
-`jit` (with `step_fn` and `max_len` static) and `vmap`.
+(e.g. the last character of a prompt the carry has read, or a start-of-sentence
+token), and runs a fixed `max_len` steps in one `lax.scan`, so it compiles once per
+shape and runs inside `jit` (with `step_fn`, `max_len` and `beam_size` static) and
+`vmap`.
 
-What the decoders return is the generated tokens only, int32 [B, max_len]: column t
+What `greedy` and `sample` return is the generated tokens only, int32 [B, max_len]
+(`beam_search`: [B, beam_size, max_len], with the scores): column t
 is the token chosen at step t, which is fed back as the next input; the start
 tokens are not included. With `eos` given, a sequence is finished at the first
 step that chooses `eos`: that `eos` is kept, and every later column of that row is
@@ -74,6 +76,88 @@ def sample(step_fn: Callable, carry, start_tokens, max_len: int, key,
 
     keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(max_len))
     return _generate(step_fn, carry, start_tokens, max_len, eos, choose, keys)
+
+
+def beam_search(step_fn: Callable, carry, start_tokens, max_len: int, beam_size: int,
+                eos: int | None = None, length_penalty: float = 1.0):
+    """The `beam_size` best continuations of each row, found by beam search:
+    (tokens int32 [B, beam_size, max_len], scores [B, beam_size]), best first.
+
+    A hypothesis' log-probability is the sum of its tokens' log-softmax scores up to
+    and including its first `eos` (later columns are `eos` padding and cost
+    nothing). Its score, used to rank hypotheses at every step and in the result,
+    is that log-probability divided by length ** `length_penalty`: 0 ranks by total
+    log-probability (which favours short outputs), 1 (the default) by the mean
+    log-probability per token. Every unfinished hypothesis at a step has the same
+    length, so the penalty only weighs finished ones against unfinished ones.
+
+    Every leaf of `carry` must have a leading batch axis B: it is copied to B *
+    beam_size rows, and `step_fn` is called on those rows, whose order is row b's
+    beams at b * beam_size ... (b + 1) * beam_size - 1. With beam_size 1 this is
+    `greedy`; with beam_size >= V ** max_len the search is exhaustive. Where fewer
+    than beam_size distinct hypotheses exist (V ** max_len < beam_size), the extra
+    beams score -inf.
+    """
+    vocab = _check_step(step_fn, carry, start_tokens, max_len, eos)
+    _checks.positive_int("beam_size", beam_size)
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real) \
+            or not length_penalty >= 0:
+        raise ValueError(f"length_penalty must be a number >= 0, got {length_penalty!r}")
+    batch = int(jnp.shape(start_tokens)[0])
+    for leaf in jax.tree_util.tree_leaves(carry):
+        if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != batch:
+            raise ValueError(f"beam_search needs every carry leaf to have a leading batch "
+                             f"axis B = {batch}, got a leaf of shape {tuple(jnp.shape(leaf))}")
+    beams = beam_size
+
+    def by_beam(x):                      # [B * K, ...] -> [B, K, ...]
+        return x.reshape((batch, beams) + x.shape[1:])
+
+    def normalised(total, length):
+        return total / length.astype(total.dtype) ** length_penalty
+
+    carry = jax.tree_util.tree_map(lambda x: jnp.repeat(jnp.asarray(x), beams, axis=0), carry)
+    previous = jnp.repeat(jnp.asarray(start_tokens, jnp.int32), beams)
+    # Only beam 0 is alive at first, so the first step does not pick the same token K times.
+    total = jnp.tile(jnp.where(jnp.arange(beams) == 0, 0.0, -jnp.inf), (batch, 1))
+    length = jnp.zeros((batch, beams), jnp.int32)
+    done = jnp.zeros((batch, beams), bool)
+    history = jnp.zeros((batch, beams, max_len), jnp.int32)
+
+    def body(state, t):
+        carry, previous, total, length, done, history = state
+        carry, logits = step_fn(carry, previous)
+        logp = by_beam(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1))  # [B, K, V]
+        if eos is not None:   # a finished hypothesis continues only with eos, at no cost
+            finished = jnp.where(jnp.arange(vocab) == eos, 0.0, -jnp.inf)
+            logp = jnp.where(done[..., None], finished, logp)
+        candidate_total = total[..., None] + logp
+        candidate_length = jnp.broadcast_to((length + (~done).astype(jnp.int32))[..., None],
+                                            logp.shape)
+        rank = normalised(candidate_total, jnp.maximum(candidate_length, 1))
+        _, best = lax.top_k(rank.reshape(batch, beams * vocab), beams)      # [B, K]
+        parent, token = best // vocab, (best % vocab).astype(jnp.int32)
+
+        def pick(x):                     # x [B, K, ...] from each chosen parent
+            return jnp.take_along_axis(x, parent.reshape(parent.shape + (1,) * (x.ndim - 2)),
+                                       axis=1)
+
+        def flat(x):                     # [B, K, ...] -> [B * K, ...]
+            return x.reshape((batch * beams,) + x.shape[2:])
+
+        carry = jax.tree_util.tree_map(lambda x: flat(pick(by_beam(x))), carry)
+        total = jnp.take_along_axis(candidate_total.reshape(batch, -1), best, axis=1)
+        length = jnp.take_along_axis(candidate_length.reshape(batch, -1), best, axis=1)
+        done = pick(done) | (token == eos if eos is not None else False)
+        history = pick(history).at[:, :, t].set(token)
+        return (carry, flat(token), total, length, done, history), None
+
+    state = (carry, previous, total, length, done, history)
+    (_, _, total, length, _, history), _ = lax.scan(body, state, jnp.arange(max_len))
+    scores = normalised(total, jnp.maximum(length, 1))
+    order = jnp.argsort(-scores, axis=1, stable=True)
+    return (jnp.take_along_axis(history, order[..., None], axis=1),
+            jnp.take_along_axis(scores, order, axis=1))
 
 
 def _argmax(logits, _key=None):

@@ -1,5 +1,7 @@
 """Greedy decoding and sampling against step-by-step Python loops and the softmax."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,3 +146,81 @@ def test_bad_arguments_are_named():
         decode.greedy(lambda c, t: (c, t.astype(jnp.float32)), carry, start, 4)
     with pytest.raises(ValueError, match="step_fn must return a carry of the structure"):
         decode.greedy(lambda c, t: (c[:, :2], step_fn(c, t)[1]), carry, start, 4)
+
+
+def brute_force(step_fn, carry, start, max_len, eos, length_penalty):
+    """Every token string of length max_len for row 0 (eos-padded ones only, when eos
+    is given), scored by running the model on it: (strings, scores), best first."""
+    strings, scores = [], []
+    for string in itertools.product(range(VOCAB), repeat=max_len):
+        string = np.array(string)
+        ends = np.flatnonzero(string == eos) if eos is not None else []
+        length = ends[0] + 1 if len(ends) else max_len
+        if np.any(string[length:] != eos):
+            continue
+        state, previous, total = carry[:1], jnp.asarray(start[:1]), 0.0
+        for token in string[:length]:
+            state, logits = step_fn(state, previous)
+            row = np.asarray(logits[0], np.float64)
+            total += row[token] - np.log(np.sum(np.exp(row - row.max()))) - row.max()
+            previous = jnp.array([token])
+        strings.append(string)
+        scores.append(total / length ** length_penalty)
+    order = np.argsort(-np.array(scores), kind="stable")
+    return np.array(strings)[order], np.array(scores)[order]
+
+
+@pytest.mark.parametrize("eos, length_penalty", [(None, 0.0), (2, 0.0), (2, 1.0)])
+def test_exhaustive_beam_search_equals_brute_force(eos, length_penalty):
+    """With a beam as wide as the number of prefixes nothing is pruned, so the beams
+    are the brute-force ranking of every (eos-padded) string."""
+    step_fn, carry = rnn_step_fn(1)
+    start, max_len = jnp.array([4, 1, 0]), 3
+    strings, scores = brute_force(step_fn, carry, start, max_len, eos, length_penalty)
+    beams = VOCAB ** max_len
+    tokens, got = decode.beam_search(step_fn, carry, start, max_len, beams, eos=eos,
+                                     length_penalty=length_penalty)
+    assert tokens.shape == (3, beams, max_len) and got.shape == (3, beams)
+    found = len(strings)
+    np.testing.assert_allclose(got[0, :found], scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(tokens[0, :10], strings[:10])
+    assert np.all(np.isneginf(got[0, found:]))        # only when eos prunes strings
+
+
+def test_beam_of_one_is_greedy_and_a_wider_beam_finds_better_strings():
+    step_fn, carry = rnn_step_fn(7)
+    start = jnp.array([0, 3, 6])
+    search = jax.jit(decode.beam_search, static_argnums=(0, 3, 4), static_argnames="eos")
+    tokens, _ = search(step_fn, carry, start, 8, 1, eos=5)
+    np.testing.assert_array_equal(tokens[:, 0], decode.greedy(step_fn, carry, start, 8, eos=5))
+    greedy_score, wide_score = (search(step_fn, carry, start, 8, k, eos=5)[1][:, 0]
+                                for k in (1, 8))
+    assert np.all(wide_score >= greedy_score - 1e-6)  # (not a theorem; true for this model)
+    assert np.any(wide_score > greedy_score + 1e-2)
+
+
+def test_length_penalty_favours_longer_outputs():
+    """A model that prefers stopping now but is very sure once it goes on: the raw sum
+    picks the short output, the per-token mean the long one."""
+    def step_fn(count, tokens):
+        first = jnp.log(jnp.array([0.6, 0.4, 1e-9]))        # eos=0 is likelier at first
+        later = jnp.log(jnp.array([1e-3, 1e-9, 0.999]))      # then token 2, almost surely
+        logits = jnp.where((count == 0)[:, None], first, later)
+        return count + 1, logits
+    carry = jnp.zeros(1, jnp.int32)
+    start = jnp.zeros(1, jnp.int32)
+    short, _ = decode.beam_search(step_fn, carry, start, 4, 3, eos=0, length_penalty=0.0)
+    long, _ = decode.beam_search(step_fn, carry, start, 4, 3, eos=0, length_penalty=1.0)
+    assert short[0, 0].tolist() == [0, 0, 0, 0]
+    assert long[0, 0].tolist() == [1, 2, 2, 2]
+
+
+def test_beam_search_rejects_bad_arguments():
+    step_fn, carry = rnn_step_fn()
+    start = jnp.array([0, 3, 6])
+    with pytest.raises(ValueError, match="beam_size"):
+        decode.beam_search(step_fn, carry, start, 4, 0)
+    with pytest.raises(ValueError, match="length_penalty"):
+        decode.beam_search(step_fn, carry, start, 4, 2, length_penalty=-1.0)
+    with pytest.raises(ValueError, match="leading batch axis"):
+        decode.beam_search(lambda c, t: (c, jnp.zeros((3, VOCAB))), jnp.zeros(5), start, 4, 2)
