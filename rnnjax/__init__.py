@@ -12,11 +12,15 @@ from rnnjax import decode, filters, initializers, interop
 from rnnjax.cells import (
     GRU,
     IRNN,
+    LRU,
     LSTM,
     Cell,
     ClockworkCarry,
     ClockworkRNN,
+    LinearRecurrence,
     LSTMCarry,
+    MinGRU,
+    MinLSTM,
     PeepholeLSTM,
     SimpleRNN,
 )
@@ -28,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GRU",
     "IRNN",
+    "LRU",
     "LSTM",
     "Bidirectional",
     "Cell",
@@ -36,6 +41,9 @@ __all__ = [
     "Dense",
     "Embedding",
     "LSTMCarry",
+    "LinearRecurrence",
+    "MinGRU",
+    "MinLSTM",
     "PeepholeLSTM",
     "SimpleRNN",
     "Stacked",

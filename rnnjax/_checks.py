@@ -65,6 +65,18 @@ def seq_lengths(lengths, batch: int, time: int):
     return jnp.asarray(lengths, jnp.int32)
 
 
+def resets(mask, shape: tuple, layout: str):
+    """Check a boolean reset mask of the given shape ([B, T], or [T, B] time-major)."""
+    if not hasattr(mask, "shape"):
+        mask = np.asarray(mask)
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"resets must have shape {tuple(shape)} (one flag per step of xs "
+                         f"{layout}), got shape {tuple(mask.shape)}")
+    if mask.dtype != bool:
+        raise ValueError(f"resets must be a bool array, got dtype {mask.dtype}")
+    return jnp.asarray(mask)
+
+
 def same_structure(name: str, given, expected):
     """Check that pytree `given` has the structure and leaf shapes of `expected`."""
     given_def = jax.tree_util.tree_structure(given)

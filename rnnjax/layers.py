@@ -130,7 +130,7 @@ class Stacked(Cell):
         return self.step(params, carry, self.project_inputs(params, x), key)
 
     def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
-                          key=None):
+                          key=None, resets=None):
         """Layer by layer, each a loop of its own (dropout masks are per step and unit)."""
         keys = self._dropout_keys(key)
         finals, ys = [], xs
@@ -138,7 +138,8 @@ class Stacked(Cell):
             if i > 0:
                 ys = self._drop(ys, keys[i - 1])
             final, ys = layer.unroll_time_major(params[i], ys, carry[i], lengths=lengths,
-                                                reverse=reverse, unroll=unroll, remat=remat)
+                                                reverse=reverse, unroll=unroll, remat=remat,
+                                                resets=resets)
             finals.append(final)
         return tuple(finals), ys
 
@@ -194,9 +195,9 @@ class Bidirectional:
                 self.bwd.initial_carry(batch_shape, dtype))
 
     def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
-                          key=None):
+                          key=None, resets=None):
         k_f, k_b = (None, None) if key is None else jax.random.split(key)
-        options = dict(lengths=lengths, unroll=unroll, remat=remat)
+        options = dict(lengths=lengths, unroll=unroll, remat=remat, resets=resets)
         c_f, y_f = self.fwd.unroll_time_major(params["fwd"], xs, carry[0], reverse=reverse,
                                               key=k_f, **options)
         c_b, y_b = self.bwd.unroll_time_major(params["bwd"], xs, carry[1],

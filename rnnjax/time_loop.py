@@ -20,7 +20,7 @@ from rnnjax.cells.loop_rule import remat_chunk, run_loop_rule
 
 
 def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
-           time_major=None, unroll=1, remat=False, key=None):
+           time_major=None, unroll=1, remat=False, key=None, resets=None):
     """Run `model` over the sequences `xs`; return `(final_carry, outputs)`.
 
     Args:
@@ -41,6 +41,17 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
         loop rules (LSTM, GRU, SimpleRNN) keep the carry every ~sqrt(T) steps and
         re-run each chunk (memory O(sqrt(T)) steps). About one extra forward pass of time.
       key: PRNG key for dropout in a `Stacked` (none: no dropout).
+      resets: None, or bool [B, T] ([T, B] with `time_major=True`): where set, the
+        carry restarts from the initial carry before that step, so one row can hold
+        several independent segments (episodes) back to back. The mask marks each
+        segment's first step in input order; with `reverse` each segment is read
+        backwards and the carry restarts before its last step instead, so a
+        `Bidirectional` sees the same segments in both directions. Cells with a
+        hand-written loop rule run the generic scan when resets are given.
+
+    Cells whose recurrence is linear in the carry (`rnnjax.cells.linear`: LRU,
+    MinGRU, MinLSTM) run `jax.lax.associative_scan`, in O(log T) depth, unless
+    their `parallel_scan` is False; the semantics above are the same.
 
     >>> import jax, jax.numpy as jnp, rnnjax as rj
     >>> cell = rj.GRU(hidden_size=5)
@@ -62,53 +73,74 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
     carry = _checks.carry_or_initial(model, carry, batch,
                                      _checks.compute_dtype(params, xs))
     _checks.positive_int("unroll", unroll)
-    carry, ys = _unroll_compiled(model, params, xs, carry, lengths, key, reverse=reverse,
-                                 unroll=unroll, remat=remat)
+    if resets is not None:
+        resets = _checks.resets(resets, (steps, batch) if time_major else (batch, steps),
+                                layout)
+        resets = resets if time_major else resets.T
+    carry, ys = _unroll_compiled(model, params, xs, carry, lengths, key, resets,
+                                 reverse=reverse, unroll=unroll, remat=remat)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
 
 
 # Compiled once per (model, shapes, flags): an eager call of `unroll` would otherwise
 # trace and compile a fresh scan every time. Inside an outer jit this is inlined.
 @partial(jax.jit, static_argnames=("model", "reverse", "unroll", "remat"))
-def _unroll_compiled(model, params, xs, carry, lengths, key, *, reverse, unroll, remat):
+def _unroll_compiled(model, params, xs, carry, lengths, key, resets, *, reverse, unroll,
+                     remat):
     return model.unroll_time_major(params, xs, carry, lengths=lengths, reverse=reverse,
-                                   unroll=unroll, remat=remat, key=key)
+                                   unroll=unroll, remat=remat, key=key, resets=resets)
 
 
 def scan_cell(cell, params, xs, carry, *, lengths=None, reverse=False, unroll=1,
-              remat=False):
+              remat=False, resets=None):
     """`lax.scan` of `cell.step` over time-major xs [T, B, F].
 
     A cell with a loop rule (LSTM, GRU, SimpleRNN: a hand-written backward pass, see
-    `rnnjax.cells.loop_rule`) runs that loop instead; with `remat` it keeps the carry
-    every ~sqrt(T) steps. xs [T, B, F]; lengths [B] int32 or None.
+    `rnnjax.cells.loop_rule`) runs that loop instead (unless `resets` are given);
+    with `remat` it keeps the carry every ~sqrt(T) steps. A `LinearRecurrence` with
+    `parallel_scan` runs `associative_scan_cell`. xs [T, B, F]; lengths [B] int32 or
+    None; resets [T, B] bool or None (in input order, as `unroll` documents them).
     """
     steps = xs.shape[0]
+    if resets is not None and reverse:
+        # read backwards, a segment restarts after the step before the next one starts
+        resets = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])], axis=0)
     if reverse and lengths is not None:
         xs = reverse_within_lengths(xs, lengths)
+        resets = None if resets is None else reverse_within_lengths(resets, lengths)
     flip = reverse and lengths is None
     rule = cell.loop_rule
-    if rule is not None:
+    if getattr(cell, "parallel_scan", False):
+        if flip:
+            xs, resets = xs[::-1], None if resets is None else resets[::-1]
+        carry, ys = associative_scan_cell(cell, params, xs, carry, lengths, resets)
+        ys = ys[::-1] if flip else ys
+    elif rule is not None and resets is None:
         alive = None if lengths is None else jnp.arange(steps)[:, None] < lengths[None, :]
         chunk = remat_chunk(steps) if remat else None
         carry, ys = run_loop_rule(rule, params, xs[::-1] if flip else xs, carry, alive, unroll,
                                chunk)
         ys = ys[::-1] if flip else ys
     else:
-        carry, ys = _scan_steps(cell, params, xs, carry, lengths, flip, unroll, remat)
+        carry, ys = _scan_steps(cell, params, xs, carry, lengths, flip, unroll, remat, resets)
     if reverse and lengths is not None:
         ys = reverse_within_lengths(ys, lengths)
     return carry, ys
 
 
-def _scan_steps(cell, params, xs, carry, lengths, reverse, unroll, remat):
+def _scan_steps(cell, params, xs, carry, lengths, reverse, unroll, remat, resets=None):
     """The generic loop. Without remat the input matmul of all steps runs outside the
     scan; with remat it runs inside the checkpointed step, so that only the carries
-    (not a [T, B, G*H] projection and its cotangent) span the sequence."""
+    (not a [T, B, G*H] projection and its cotangent) span the sequence. `resets`
+    [T, B] (in the scan's order) restart the carry from the given one."""
+    initial = carry
+
     def body(carry, inputs):
-        x_t, t = inputs
+        x_t, t, reset_t = inputs
+        start = carry if reset_t is None else jax.tree_util.tree_map(
+            lambda first, c: jnp.where(_expand(reset_t, c.ndim), first, c), initial, carry)
         xp_t = cell.project_inputs(params, x_t) if remat else x_t
-        new_carry, y = cell.step(params, carry, xp_t)
+        new_carry, y = cell.step(params, start, xp_t)
         if lengths is not None:
             alive = t < lengths
             new_carry = jax.tree_util.tree_map(
@@ -121,8 +153,45 @@ def _scan_steps(cell, params, xs, carry, lengths, reverse, unroll, remat):
         body = jax.checkpoint(body)
     else:
         xs = cell.project_inputs(params, xs)  # one matmul over all steps
-    return lax.scan(body, carry, (xs, jnp.arange(xs.shape[0])), unroll=unroll,
+    return lax.scan(body, carry, (xs, jnp.arange(xs.shape[0]), resets), unroll=unroll,
                     reverse=reverse)
+
+
+def associative_scan_cell(cell, params, xs, carry, lengths=None, resets=None):
+    """A `LinearRecurrence` over time-major xs [T, B, F] by `jax.lax.associative_scan`.
+
+    Each step is the affine map h -> a_t h + b_t; two steps compose as (a1, b1) then
+    (a2, b2) = (a1 a2, a2 b1 + b2). A reset step ignores its predecessor: it becomes
+    (0, a_t h_0 + b_t); a step past a sequence's length is the identity (1, 0); and the
+    initial carry h_0 is folded into the first step, so the prefix compositions' b
+    are the states h_t themselves. Forward order only (`scan_cell` flips for reverse).
+    """
+    xp = cell.project_inputs(params, xs)
+    a, b = cell.coefficients(params, xp)                    # [T, B, N]
+    h0 = cell.to_scan(carry)                                 # [B, N]
+    a, b = jnp.broadcast_arrays(a, b)
+    if resets is not None:
+        restart = resets[..., None]
+        b = jnp.where(restart, a * h0 + b, b)
+        a = jnp.where(restart, jnp.zeros_like(a), a)
+    if lengths is not None:
+        alive = (jnp.arange(xs.shape[0])[:, None] < lengths[None, :])[..., None]
+        a = jnp.where(alive, a, jnp.ones_like(a))
+        b = jnp.where(alive, b, jnp.zeros_like(b))
+    if xs.shape[0]:
+        b = b.at[0].set(a[0] * h0 + b[0])
+
+    def compose(first, second):
+        a1, b1 = first
+        a2, b2 = second
+        return a1 * a2, a2 * b1 + b2
+
+    _, h = lax.associative_scan(compose, (a, b), axis=0)
+    ys = cell.emit(params, h, xp)
+    if lengths is not None:
+        ys = jnp.where(alive, ys, jnp.zeros_like(ys))
+    final = cell.from_scan(h[-1]) if xs.shape[0] else carry
+    return final.astype(carry.dtype), ys
 
 
 def reverse_within_lengths(x, lengths):

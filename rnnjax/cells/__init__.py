@@ -3,6 +3,7 @@
 from rnnjax.cells.base import Cell
 from rnnjax.cells.clockwork import ClockworkCarry, ClockworkRNN
 from rnnjax.cells.gru import GRU
+from rnnjax.cells.linear import LRU, LinearRecurrence, MinGRU, MinLSTM
 from rnnjax.cells.lstm import LSTM, LSTMCarry, PeepholeLSTM
 from rnnjax.cells.simple import IRNN, SimpleRNN
 
@@ -15,6 +16,9 @@ CELL_TYPES = {
     "peephole": PeepholeLSTM,
     "gru": GRU,
     "clockwork": ClockworkRNN,
+    "lru": LRU,
+    "mingru": MinGRU,
+    "minlstm": MinLSTM,
 }
 
 
@@ -29,11 +33,15 @@ __all__ = [
     "CELL_TYPES",
     "GRU",
     "IRNN",
+    "LRU",
     "LSTM",
     "Cell",
     "ClockworkCarry",
     "ClockworkRNN",
     "LSTMCarry",
+    "LinearRecurrence",
+    "MinGRU",
+    "MinLSTM",
     "PeepholeLSTM",
     "SimpleRNN",
     "make",

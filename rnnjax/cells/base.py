@@ -54,7 +54,7 @@ class SequenceModel(Protocol):
     def initial_carry(self, batch_shape=(), dtype=...) -> Any: ...
 
     def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
-                          key): ...
+                          key, resets=None): ...
 
 
 class Cell:
@@ -130,13 +130,13 @@ class Cell:
         return None
 
     def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
-                          key=None):
+                          key=None, resets=None):
         """The `SequenceModel` loop: `rnnjax.time_loop.scan_cell` (the key is unused)."""
         del key
         from rnnjax.time_loop import scan_cell  # the loop module imports the cells
 
         return scan_cell(self, params, xs, carry, lengths=lengths, reverse=reverse,
-                         unroll=unroll, remat=remat)
+                         unroll=unroll, remat=remat, resets=resets)
 
 
 def split_gates(a, n: int):

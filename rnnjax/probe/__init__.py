@@ -6,6 +6,7 @@
 - `lyapunov_spectrum`: Lyapunov exponents by the QR method.
 - `decay_rate`, `decay_fit`: fitted exponent per step, its error, half-life, explosion.
 - `truncated_param_grad_norms`: ||dL/dparams|| when BPTT is cut k steps back.
+- `param_sensitivity`: ||dh_T/dtheta|| per parameter (Zucchet & Orvieto 2024).
 - `sweep`: all of these across cell types, lengths and seeds, as a table and arrays.
 
 >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -24,6 +25,7 @@ from rnnjax.probe.decay import DecayFit, decay_fit, decay_rate
 from rnnjax.probe.grad_norms import (
     hidden_grad_norms,
     naive_hidden_grad_norms,
+    param_sensitivity,
     truncated_param_grad_norms,
 )
 from rnnjax.probe.jacobians import hidden_mask, jacobian_norms, lyapunov_spectrum, step_jacobians
@@ -38,6 +40,7 @@ __all__ = [
     "jacobian_norms",
     "lyapunov_spectrum",
     "naive_hidden_grad_norms",
+    "param_sensitivity",
     "step_jacobians",
     "sweep",
     "truncated_param_grad_norms",

@@ -109,3 +109,27 @@ def naive_hidden_grad_norms(cell, params, xs, loss_fn):
         g = jax.grad(loss_of_h)(cell.hidden(carry_k))
         norms.append(jnp.linalg.norm(g, axis=-1))
     return jnp.stack(norms, axis=1)  # [B, T]
+
+
+def param_sensitivity(cell, params, xs, carry=None):
+    """||d h_T / d theta||_F for each params leaf: how far the final hidden state moves
+    when a parameter does (Zucchet & Orvieto 2024), mean over the batch.
+
+    This is not a gradient through time: for an element-wise linear recurrence it
+    grows without bound as |lambda| -> 1 even though ||dh_T/dh_k|| stays <= 1.
+    Exact (one reverse pass per hidden unit, per sequence). Returns a pytree shaped
+    like `params`, of scalars.
+    """
+    xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
+
+    def final_hidden(p, xs_b, carry_b):
+        final, _ = unroll(cell, p, xs_b[None],
+                          jax.tree_util.tree_map(lambda c: c[None], carry_b))
+        return cell.hidden(final)[0]
+
+    def one_sequence(xs_b, carry_b):
+        jac = jax.jacrev(final_hidden)(params, xs_b, carry_b)   # leaves [H, *leaf]
+        return jax.tree_util.tree_map(jnp.linalg.norm, jac)
+
+    per_sequence = jax.vmap(one_sequence)(xs, carry)
+    return jax.tree_util.tree_map(lambda n: n.mean(axis=0), per_sequence)

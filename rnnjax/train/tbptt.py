@@ -252,7 +252,7 @@ class SubParams:
         return self.model.initial_carry(batch_shape, dtype)
 
     def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
-                          key=None):
+                          key=None, resets=None):
         return self.model.unroll_time_major(params[self.key], xs, carry, lengths=lengths,
                                             reverse=reverse, unroll=unroll, remat=remat,
-                                            key=key)
+                                            key=key, resets=resets)
