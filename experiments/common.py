@@ -100,9 +100,9 @@ class Readout:
         return self.head(params["head"], ys)
 
     def last(self, params, xs):
-        """The readout of the final hidden state only: [B, T, F] -> [B, outputs]."""
-        carry, _ = rj.unroll(self.cell, params["cell"], xs)
-        return self.head(params["head"], self.cell.hidden(carry))
+        """The readout of the last step's output only: [B, T, F] -> [B, outputs]."""
+        _, ys = rj.unroll(self.cell, params["cell"], xs)
+        return self.head(params["head"], ys[:, -1])
 
     def grad_flow(self, params, xs, loss_fn):
         """||dL/dh_k|| for every step k, one backward pass; `loss_fn` maps the readout

@@ -105,6 +105,17 @@ class Stacked(Cell):
     def replace_hidden(self, carry, h):
         return (*carry[:-1], self.layers[-1].replace_hidden(carry[-1], h))
 
+    def output(self, params, carry, xp):
+        """The top layer's output (one that reads more than its state, like the LRU's,
+        needs that layer's input: only for a stack of one layer)."""
+        top = self.layers[-1]
+        if len(self.layers) == 1:
+            return top.output(params[0], carry[0], xp)
+        if type(top).output is not Cell.output:
+            raise ValueError(f"the output of a {type(top).__name__} on top of a Stacked "
+                             f"depends on the layer's input; probe the stack without it")
+        return top.hidden(carry[-1])
+
     def _require_cells(self):
         if not all(isinstance(layer, Cell) for layer in self.layers):
             raise ValueError("a Stacked that holds Bidirectional layers has no single step; "

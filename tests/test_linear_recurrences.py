@@ -223,3 +223,16 @@ def test_linear_cells_by_name_and_bad_options():
     assert isinstance(rj.cells.make("minlstm", 4), rj.MinLSTM)
     with pytest.raises(ValueError, match="r_min and r_max"):
         rj.LRU(hidden_size=4, r_min=0.9, r_max=0.5)
+
+
+def test_probe_gradient_norms_through_the_lru_output():
+    """With every |lambda| = r and the loss on the last output, ||dL/dh_k|| =
+    r^(T-1-k) ||dL/dh_{T-1}||; the one-pass probe equals the naive T-pass one, both
+    reading the output through C and D."""
+    cell, params, xs = diagonal_lru([0.8, 0.8, 0.8], steps=8)
+    w = normal(3, (3,))
+    loss = lambda ys: jnp.sum(ys[:, -1] @ w)
+    norms = probe.hidden_grad_norms(cell, params, xs, loss)
+    np.testing.assert_allclose(norms, norms[-1] * 0.8 ** (7 - np.arange(8)), rtol=1e-4)
+    naive = probe.naive_hidden_grad_norms(cell, params, xs, loss).mean(axis=0)
+    np.testing.assert_allclose(norms, naive, rtol=1e-4)

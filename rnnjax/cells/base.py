@@ -108,6 +108,12 @@ class Cell:
     def replace_hidden(self, carry, h) -> Carry:
         return h
 
+    def output(self, params: Params, carry, xp):
+        """The output y of the step that produced `carry` from the projected input xp:
+        the hidden state for every cell but those whose output reads more (the LRU's
+        y = Re(C x) + u D). Probes that perturb the state recompute y with this."""
+        return self.hidden(carry)
+
     # -- the step ---------------------------------------------------------------
     def project_inputs(self, params: Params, x):
         """x W_x + b for x of any leading shape [..., I] -> [..., G*H]."""

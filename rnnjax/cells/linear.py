@@ -49,6 +49,9 @@ class LinearRecurrence(Cell):
     def from_scan(self, h):
         return h
 
+    def output(self, params, carry, xp):
+        return self.emit(params, self.to_scan(carry), xp)
+
     def step(self, params, carry, xp):
         a, b = self.coefficients(params, xp)
         h = a * self.to_scan(carry) + b
@@ -73,7 +76,9 @@ class LRU(LinearRecurrence):
     `D` [I, H] (a dense skip connection, the paper's diagonal D when I = H would be
     its diagonal). N = `state_size` (default `hidden_size`). The carry is real
     [*batch, 2N], the real parts then the imaginary parts of x_t, so that probes,
-    masks and checkpoints see an ordinary float state; the output is y [*batch, H].
+    masks and checkpoints see an ordinary float state, and `hidden(carry)` is that
+    state; the output is y [*batch, H] (`output(params, carry, xp)`). Read a final
+    output from the outputs of `rj.unroll`, not from `hidden` of the final carry.
     """
 
     hidden_size: int

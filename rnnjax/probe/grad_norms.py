@@ -37,7 +37,7 @@ def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):
             xp_t, e_t = inputs
             c, _ = cell.step(params, c, xp_t)
             c = cell.replace_hidden(c, cell.hidden(c) + e_t)
-            return c, cell.hidden(c)
+            return c, cell.output(params, c, xp_t)
 
         _, hs = lax.scan(body, carry, (xp, eps))
         return loss_fn(jnp.swapaxes(hs, 0, 1))
@@ -101,9 +101,10 @@ def naive_hidden_grad_norms(cell, params, xs, loss_fn):
 
         def loss_of_h(h_k):
             c = cell.replace_hidden(carry_k, h_k)
+            y_k = cell.output(params, c, cell.project_inputs(params, xs[:, k]))
             ys_tail = unroll(cell, params, xs[:, k + 1:], carry=c)[1] if k + 1 < steps \
-                else jnp.zeros((batch, 0, h_k.shape[-1]))
-            ys = jnp.concatenate([ys_head[:, :k], h_k[:, None], ys_tail], axis=1)
+                else jnp.zeros((batch, 0, y_k.shape[-1]))
+            ys = jnp.concatenate([ys_head[:, :k], y_k[:, None], ys_tail], axis=1)
             return loss_fn(ys)
 
         g = jax.grad(loss_of_h)(cell.hidden(carry_k))
