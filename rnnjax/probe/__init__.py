@@ -1,6 +1,8 @@
 """Gradient-flow probe: how gradients vanish or explode through BPTT.
 
 - `hidden_grad_norms`: ||dL/dh_k|| for every step k from one backward pass.
+- `hidden_grad_log_norms`: their logs, exact over 10^4 steps and more, where the
+  norms themselves would underflow or overflow.
 - `jacobian_norms`: spectral norm of dh_{T-1}/dh_k for every k (exact or power iteration).
 - `step_jacobians`: the per-step state Jacobians (their singular values on demand).
 - `lyapunov_spectrum`: Lyapunov exponents by the QR method.
@@ -23,6 +25,7 @@
 
 from rnnjax.probe.decay import DecayFit, decay_fit, decay_rate
 from rnnjax.probe.grad_norms import (
+    hidden_grad_log_norms,
     hidden_grad_norms,
     naive_hidden_grad_norms,
     param_sensitivity,
@@ -35,6 +38,7 @@ __all__ = [
     "DecayFit",
     "decay_fit",
     "decay_rate",
+    "hidden_grad_log_norms",
     "hidden_grad_norms",
     "hidden_mask",
     "jacobian_norms",

@@ -21,25 +21,38 @@ def _split_carry(carry_example):
     return leaves, treedef, is_float
 
 
+def carry_codec(carry_example):
+    """`(to_flat, from_flat)` between one sequence's carry and `(state, aux)`: the
+    float leaves raveled into one vector [S], and the other leaves (a clockwork
+    cell's step counter) as a list."""
+    leaves, treedef, is_float = _split_carry(carry_example)
+    _, unravel = ravel_pytree([l for l, f in zip(leaves, is_float) if f])
+
+    def to_flat(carry):
+        leaves = jax.tree_util.tree_leaves(carry)
+        return (ravel_pytree([l for l, f in zip(leaves, is_float) if f])[0],
+                [l for l, f in zip(leaves, is_float) if not f])
+
+    def from_flat(state, aux):
+        floats, others = iter(unravel(state)), iter(aux)
+        return treedef.unflatten([next(floats) if f else next(others) for f in is_float])
+
+    return to_flat, from_flat
+
+
 def _state_step(cell, params, carry_example):
     """One step on a single sequence's flat float state: `step(state, aux, xp)`.
 
     `aux` holds the non-float carry leaves (a clockwork cell's step counter).
     Returns the step and the initial `(state, aux)`.
     """
-    leaves, treedef, is_float = _split_carry(carry_example)
-    state0, unravel = ravel_pytree([l for l, f in zip(leaves, is_float) if f])
-    aux0 = [l for l, f in zip(leaves, is_float) if not f]
+    to_flat, from_flat = carry_codec(carry_example)
 
     def step(state, aux, xp):
-        floats, others = iter(unravel(state)), iter(aux)
-        carry = treedef.unflatten([next(floats) if f else next(others) for f in is_float])
-        new, _ = cell.step(params, carry, xp)
-        new_leaves = jax.tree_util.tree_leaves(new)
-        return (ravel_pytree([l for l, f in zip(new_leaves, is_float) if f])[0],
-                [l for l, f in zip(new_leaves, is_float) if not f])
+        new, _ = cell.step(params, from_flat(state, aux), xp)
+        return to_flat(new)
 
-    return step, (state0, aux0)
+    return step, to_flat(carry_example)
 
 
 def hidden_mask(cell, carry_example):
