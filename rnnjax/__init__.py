@@ -8,7 +8,7 @@
 (2, 5, 8)
 """
 
-from rnnjax import decode, filters, initializers, interop
+from rnnjax import crf, decode, filters, initializers, interop
 from rnnjax.cells import (
     GRU,
     IRNN,
@@ -47,6 +47,7 @@ __all__ = [
     "PeepholeLSTM",
     "SimpleRNN",
     "Stacked",
+    "crf",
     "decode",
     "filters",
     "initializers",
