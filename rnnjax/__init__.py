@@ -8,7 +8,7 @@
 (2, 5, 8)
 """
 
-from rnnjax import crf, decode, filters, initializers, interop
+from rnnjax import crf, decode, filters, initializers, interop, seq2seq
 from rnnjax.cells import (
     GRU,
     IRNN,
@@ -53,5 +53,6 @@ __all__ = [
     "initializers",
     "interop",
     "reverse_within_lengths",
+    "seq2seq",
     "unroll",
 ]
