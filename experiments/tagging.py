@@ -5,7 +5,7 @@ training and names never seen.
 The model (Lample et al. 2016, "Neural Architectures for Named Entity Recognition"):
 a character-level BiLSTM reads each word; its final forward and backward states
 (read at the word's own length) are the word's vector, optionally joined with a word
-embedding (`--features chars+words`; unknown words share id 0, and in training each
+embedding (`--features chars+words`; unknown words share the id `UNK`, and in training each
 word is replaced by it with probability `--word-dropout`, so that id means "a word
 not in the vocabulary"). A word-level BiLSTM over each sentence (within its length)
 gives every word its context, and a Dense layer scores the tags. The `softmax` head
@@ -57,7 +57,6 @@ from rnnjax.tasks._optional import require
 from rnnjax.tasks.entities import (
     TAGS,
     TaggedArrays,
-    WordVocab,
     char_vocab,
     encode_sentences,
     entity_spans,
@@ -67,6 +66,7 @@ from rnnjax.tasks.entities import (
     tag_names,
 )
 from rnnjax.tasks.labelled import LabelledSequences
+from rnnjax.tasks.vocab import UNK, WordVocab
 from rnnjax.train import softmax_cross_entropy
 
 NAME = "tagging"
@@ -146,7 +146,8 @@ def load_data(args) -> Data:
         sentences = {"train" if split == "train" else f"{split}/all":
                      read_conll(conll_file(args.conll_dir, split)) for split in CONLL_FILES}
         tags, source = tag_names(sentences["train"]), f"CoNLL files in {args.conll_dir}"
-    words, chars = WordVocab.from_sentences(sentences["train"]), char_vocab(sentences["train"])
+    words = WordVocab.from_sentences([tokens for tokens, _ in sentences["train"]])
+    chars = char_vocab(sentences["train"])
     everything = [s for part in sentences.values() for s in part]
     encoded = encode_sentences(everything, words, chars, tags, max_chars=args.max_chars)
     arrays, start = {}, 0
@@ -221,7 +222,7 @@ class Tagger:
         if self.word_embedding:
             if key is not None and self.word_dropout > 0:
                 words = jnp.where(jax.random.bernoulli(key, self.word_dropout, words.shape),
-                                  0, words)
+                                  UNK, words)
             vectors = jnp.concatenate([vectors, self.word_embedding(params["words"], words)],
                                       axis=-1)
         _, ys = rj.unroll(self.context, params["context"], vectors, seq_lengths=lengths)
@@ -472,7 +473,8 @@ def report(data: Data, results: dict, base: dict, args) -> str:
         "# Named-entity tagging: softmax vs CRF vs a lookup table", "",
         f"Command: `{common.command_line()}`", "",
         f"Data: {data.source}; sentences: {counts}. Tags: {', '.join(data.tags)}. "
-        f"Vocabulary: {data.words.size} words (id 0 unknown), {data.chars_size} characters.",
+        f"Vocabulary: {data.words.size} word ids (4 special, unknown words share one), "
+        f"{data.chars_size} characters.",
         "",
         f"Character embedding {args.char_dim}, character BiLSTM {args.char_hidden} units per "
         f"direction (final states at each word's length), word embedding {args.word_dim} "

@@ -9,7 +9,6 @@ from rnnjax.tasks.entities import (
     AMBIGUOUS,
     TAGS,
     TEMPLATES,
-    WordVocab,
     char_vocab,
     encode_sentences,
     entity_spans,
@@ -19,6 +18,7 @@ from rnnjax.tasks.entities import (
     tag_names,
     to_bio2,
 )
+from rnnjax.tasks.vocab import UNK, WordVocab
 
 CONLL = """-DOCSTART- -X- -X- O
 
@@ -143,9 +143,9 @@ def test_generated_corpus_is_deterministic_by_seed():
 def test_vocabularies_and_padded_arrays():
     sentences = [(("Ann", "met", "Bob"), ("B-PER", "O", "B-PER")),
                  (("Ann", "left"), ("B-PER", "O"))]
-    words = WordVocab.from_sentences(sentences, min_count=2)
-    assert words.words == ("Ann",) and words.size == 2
-    np.testing.assert_array_equal(words.encode(["Ann", "Zed"]), [1, 0])
+    words = WordVocab.from_sentences([tokens for tokens, _ in sentences], min_count=2)
+    assert words.words == ("Ann",) and words.size == 5
+    np.testing.assert_array_equal(words.encode(["Ann", "Zed"]), [4, UNK])
     sentences.append((("Christopher",), ("B-PER",)))
     chars = char_vocab(sentences)
     tags = tag_names(sentences)

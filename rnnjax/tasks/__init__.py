@@ -8,11 +8,12 @@ from rnnjax.tasks.copy_memory import copy_memory_baseline, copy_memory_batch
 from rnnjax.tasks.digits import load_digits_sequences, pixel_permutation
 from rnnjax.tasks.double_dependency import double_dependency_batch, reference_cross_entropies
 from rnnjax.tasks.echo import echo_batch
-from rnnjax.tasks.entities import EntityCorpus, WordVocab, generated_entities, read_conll
+from rnnjax.tasks.entities import EntityCorpus, generated_entities, read_conll
 from rnnjax.tasks.labelled import LabelledSequences
 from rnnjax.tasks.recordings import load_recordings
 from rnnjax.tasks.series import Series, airline, sunspots
 from rnnjax.tasks.shakespeare import CharVocab, shakespeare_plays, split_plays
+from rnnjax.tasks.vocab import WordVocab
 
 __all__ = [
     "ADDING_BASELINE_MSE",

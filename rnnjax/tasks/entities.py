@@ -27,9 +27,6 @@ training names, and only the context gives their tag.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import functools
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -37,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rnnjax.tasks.shakespeare import CharVocab
+from rnnjax.tasks.vocab import WordVocab
 
 #: a sentence: its tokens and their BIO2 tags, of equal length
 Sentence = tuple[tuple[str, ...], tuple[str, ...]]
@@ -114,38 +112,6 @@ def entity_spans(tags) -> list[tuple[str, int, int]]:
 
 
 # -- vocabularies and arrays ---------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class WordVocab:
-    """A case-sensitive word vocabulary: id 0 is the unknown word, ids 1.. are `words`
-    in sorted order. `from_sentences` keeps the words seen at least `min_count` times."""
-
-    words: tuple[str, ...]
-
-    def __post_init__(self):
-        if len(set(self.words)) != len(self.words):
-            raise ValueError("words must be distinct")
-
-    @classmethod
-    def from_sentences(cls, sentences, min_count: int = 1) -> WordVocab:
-        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
-        counts = collections.Counter(w for tokens, _ in sentences for w in tokens)
-        return cls(tuple(sorted(w for w, n in counts.items() if n >= min_count)))
-
-    @property
-    def size(self) -> int:
-        """The number of ids, the unknown word's included."""
-        return len(self.words) + 1
-
-    @functools.cached_property
-    def _ids(self) -> dict[str, int]:
-        return {w: i for i, w in enumerate(self.words, start=1)}
-
-    def encode(self, tokens) -> np.ndarray:
-        """int32 [len(tokens)] ids (0 for an unknown word)."""
-        return np.array([self._ids.get(w, 0) for w in tokens], np.int32)
-
-
 def tag_names(sentences) -> tuple[str, ...]:
     """The tags of `sentences` in id order: O first, then B-X, I-X for each type X in
     sorted order (both for every type seen, so a tagger can emit either)."""

@@ -23,9 +23,6 @@ num2words' output.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import functools
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -33,10 +30,9 @@ from typing import NamedTuple
 import numpy as np
 
 from rnnjax.tasks._optional import require
+from rnnjax.tasks.vocab import EOS, PAD, SOS, SPECIALS, UNK, WordVocab  # noqa: F401
 
 #: the reserved ids of every `WordVocab`, and the text `WordVocab.decode` gives them
-PAD, SOS, EOS, UNK = 0, 1, 2, 3
-SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 SPLITS = ("train", "validation", "test")
 
 _TOKEN = re.compile(r"[^\W_]+|\S")          # a run of letters/digits, or one other mark
@@ -78,66 +74,6 @@ def detokenize(tokens) -> str:
             text += " "
         text += token
     return text
-
-
-@dataclasses.dataclass(frozen=True)
-class WordVocab:
-    """Ids of words: `PAD`, `SOS`, `EOS`, `UNK` are 0-3, then `words` in order from 4.
-    Build it from the training side with `from_sentences`; words seen there fewer
-    than `min_count` times, and words not seen at all, encode to `UNK`. (The
-    character vocabulary of `rnnjax.tasks.shakespeare.CharVocab` has no start, end
-    or padding ids, which a decoder needs.)"""
-
-    words: tuple[str, ...]
-
-    def __post_init__(self):
-        words = tuple(self.words)
-        if len(set(words)) != len(words) or set(words) & set(SPECIALS):
-            raise ValueError(f"words must be distinct and must not hold {SPECIALS}, got "
-                             f"{words!r}")
-        object.__setattr__(self, "words", words)
-
-    @classmethod
-    def from_sentences(cls, sentences, min_count: int = 1) -> WordVocab:
-        """From token lists: the words seen at least `min_count` times, most frequent
-        first (ties in alphabetical order)."""
-        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
-        counts = collections.Counter(word for tokens in sentences for word in tokens)
-        kept = sorted((w for w, n in counts.items() if n >= min_count and w not in SPECIALS),
-                      key=lambda w: (-counts[w], w))
-        return cls(tuple(kept))
-
-    @property
-    def size(self) -> int:
-        """The number of ids, the four special ones included."""
-        return len(SPECIALS) + len(self.words)
-
-    @functools.cached_property
-    def _ids(self) -> dict[str, int]:
-        return {word: i for i, word in enumerate(self.words, len(SPECIALS))}
-
-    def encode(self, tokens) -> np.ndarray:
-        """int32 [len(tokens)] ids (`UNK` for a word not in the vocabulary)."""
-        return np.asarray([self._ids.get(t, UNK) for t in tokens], np.int32)
-
-    def decode(self, ids) -> list[str]:
-        """The tokens of ids (an integer array-like of rank 1) up to the first `EOS`
-        (not included); the other special ids give their names in `SPECIALS`."""
-        ids = np.asarray(ids)
-        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"ids must be a rank-1 integer array, got dtype {ids.dtype} "
-                             f"with shape {ids.shape}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.size):
-            raise ValueError(f"ids must lie in [0, {self.size - 1}] (size = {self.size}), "
-                             f"got values in [{ids.min()}, {ids.max()}]")
-        names = SPECIALS + self.words
-        tokens = []
-        for i in ids.tolist():
-            if i == EOS:
-                break
-            tokens.append(names[i])
-        return tokens
 
 
 class Parallel(NamedTuple):
