@@ -1,4 +1,23 @@
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/helpers.py, tests/reference.py
+
+# Many tests compile the same programs (a model's init and training step, in the test
+# process and in the study scripts' subprocesses): a compilation cache for this
+# session lets the later ones load what the first one compiled (~13% less CPU time).
+_CACHE = tempfile.mkdtemp(prefix="rnnjax-tests-jax-cache-")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+
+import jax  # noqa: E402  (after the environment it reads)
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)
