@@ -8,7 +8,7 @@
 (2, 5, 8)
 """
 
-from rnnjax import crf, decode, filters, initializers, interop, seq2seq
+from rnnjax import crf, decode, filters, initializers, interop, seq2seq, vision
 from rnnjax.cells import (
     GRU,
     IRNN,
@@ -55,4 +55,5 @@ __all__ = [
     "reverse_within_lengths",
     "seq2seq",
     "unroll",
+    "vision",
 ]

@@ -4,6 +4,7 @@ loaders of real data sets shipped inside packages' wheels (each needs an extra:
 missing package raises an ImportError naming the extra)."""
 
 from rnnjax.tasks.adding import ADDING_BASELINE_MSE, adding_batch
+from rnnjax.tasks.clips import Clips, clip_batch
 from rnnjax.tasks.copy_memory import copy_memory_baseline, copy_memory_batch
 from rnnjax.tasks.digits import load_digits_sequences, pixel_permutation
 from rnnjax.tasks.double_dependency import double_dependency_batch, reference_cross_entropies
@@ -11,6 +12,7 @@ from rnnjax.tasks.echo import echo_batch
 from rnnjax.tasks.entities import EntityCorpus, generated_entities, read_conll
 from rnnjax.tasks.labelled import LabelledSequences
 from rnnjax.tasks.recordings import load_recordings
+from rnnjax.tasks.scenes import Scenes, scene_batch
 from rnnjax.tasks.series import Series, airline, sunspots
 from rnnjax.tasks.shakespeare import CharVocab, shakespeare_plays, split_plays
 from rnnjax.tasks.vocab import WordVocab
@@ -18,12 +20,15 @@ from rnnjax.tasks.vocab import WordVocab
 __all__ = [
     "ADDING_BASELINE_MSE",
     "CharVocab",
+    "Clips",
     "EntityCorpus",
     "LabelledSequences",
+    "Scenes",
     "Series",
     "WordVocab",
     "adding_batch",
     "airline",
+    "clip_batch",
     "copy_memory_baseline",
     "copy_memory_batch",
     "double_dependency_batch",
@@ -34,6 +39,7 @@ __all__ = [
     "pixel_permutation",
     "read_conll",
     "reference_cross_entropies",
+    "scene_batch",
     "shakespeare_plays",
     "split_plays",
     "sunspots",
