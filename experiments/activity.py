@@ -299,11 +299,8 @@ def check(args) -> None:
     unknown = sorted(set(args.models) - set(MODELS))
     if unknown or not args.models:
         raise ValueError(f"--models must be among {','.join(MODELS)}, got {args.models}")
-    for name in ("features", "batch", "test_size", "seeds", "timing_batch", "frames", "size",
-                 "timing_repeats", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
-                             f"{getattr(args, name)}")
+    common.require_positive(args, ("features", "batch", "test_size", "seeds", "timing_batch",
+                                   "frames", "size", "timing_repeats", "checkpoint_every"))
     if not args.channels or min(args.channels) <= 0:
         raise ValueError(f"--channels must be positive integers, got {args.channels}")
     if args.noise < 0:

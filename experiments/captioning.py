@@ -379,11 +379,8 @@ def report(results: dict, args) -> str:
 def check(args) -> None:
     """Fail on a bad cell name or setting before any work."""
     mt.check_cells(args)
-    for name in ("hidden", "embed", "features", "batch", "beam", "test_size", "seeds",
-                 "image_size", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
-                             f"{getattr(args, name)}")
+    common.require_positive(args, ("hidden", "embed", "features", "batch", "beam", "test_size",
+                                   "seeds", "image_size", "checkpoint_every"))
     if not args.channels or min(args.channels) <= 0:
         raise ValueError(f"--channels must be positive integers, got {args.channels}")
     if not 0 <= args.shown <= args.test_size:

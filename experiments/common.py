@@ -76,6 +76,14 @@ def parse_args(name: str, description: str, defaults: dict, quick: dict, argv=No
     return args
 
 
+def require_positive(args, names) -> None:
+    """Fail before any work when one of the flags `names` is not positive."""
+    for name in names:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
+                             f"{getattr(args, name)}")
+
+
 def _flag_value(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 

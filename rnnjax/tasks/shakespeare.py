@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnjax.tasks._optional import require
+from rnnjax.tasks.vocab import checked_ids
 
 #: the held-out plays, by file name: one comedy and one tragedy each, about 5% of the
 #: characters each (the other 34 plays, about 90%, are the training text)
@@ -186,12 +187,6 @@ class CharVocab:
 
     def decode(self, ids) -> str:
         """The text of ids (any integer array-like of rank 1); 0 decodes to `UNKNOWN`."""
-        ids = np.asarray(ids)
-        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"ids must be a rank-1 integer array, got dtype {ids.dtype} "
-                             f"with shape {ids.shape}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.size):
-            raise ValueError(f"ids must lie in [0, {self.size - 1}] (size = {self.size}), "
-                             f"got values in [{ids.min()}, {ids.max()}]")
+        ids = checked_ids(ids, self.size)
         alphabet = UNKNOWN + self.chars
         return "".join(alphabet[i] for i in ids.tolist())

@@ -13,6 +13,18 @@ PAD, SOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 
 
+def checked_ids(ids, size: int) -> np.ndarray:
+    """`ids` as a rank-1 integer NumPy array with values in [0, size), or a ValueError."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"ids must be a rank-1 integer array, got dtype {ids.dtype} "
+                         f"with shape {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= size):
+        raise ValueError(f"ids must lie in [0, {size - 1}] (size = {size}), "
+                         f"got values in [{ids.min()}, {ids.max()}]")
+    return ids
+
+
 @dataclasses.dataclass(frozen=True)
 class WordVocab:
     """Ids of words: `PAD`, `SOS`, `EOS`, `UNK` are 0-3, then `words` in order from 4.
@@ -57,13 +69,7 @@ class WordVocab:
     def decode(self, ids) -> list[str]:
         """The tokens of ids (an integer array-like of rank 1) up to the first `EOS`
         (not included); the other special ids give their names in `SPECIALS`."""
-        ids = np.asarray(ids)
-        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"ids must be a rank-1 integer array, got dtype {ids.dtype} "
-                             f"with shape {ids.shape}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.size):
-            raise ValueError(f"ids must lie in [0, {self.size - 1}] (size = {self.size}), "
-                             f"got values in [{ids.min()}, {ids.max()}]")
+        ids = checked_ids(ids, self.size)
         names = SPECIALS + self.words
         tokens = []
         for i in ids.tolist():
