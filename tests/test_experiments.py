@@ -239,4 +239,5 @@ def test_reports_name_cells_by_their_class():
     labels = {name: mt.cell_label(name) for name in CELL_TYPES}
     assert labels == {"tanh": "SimpleRNN (tanh)", "relu": "SimpleRNN (relu)", "irnn": "IRNN",
                       "lstm": "LSTM", "peephole": "PeepholeLSTM (peephole)", "gru": "GRU",
-                      "clockwork": "ClockworkRNN (clockwork)"}
+                      "clockwork": "ClockworkRNN (clockwork)", "lru": "LRU", "mingru": "MinGRU",
+                      "minlstm": "MinLSTM"}
