@@ -227,12 +227,19 @@ def test_linear_cells_by_name_and_bad_options():
 
 def test_probe_gradient_norms_through_the_lru_output():
     """With every |lambda| = r and the loss on the last output, ||dL/dh_k|| =
-    r^(T-1-k) ||dL/dh_{T-1}||; the one-pass probe equals the naive T-pass one, both
-    reading the output through C and D."""
+    r^(T-1-k) ||dL/dh_{T-1}||, the output read through C and D."""
     cell, params, xs = diagonal_lru([0.8, 0.8, 0.8], steps=8)
     w = normal(3, (3,))
     loss = lambda ys: jnp.sum(ys[:, -1] @ w)
     norms = probe.hidden_grad_norms(cell, params, xs, loss)
     np.testing.assert_allclose(norms, norms[-1] * 0.8 ** (7 - np.arange(8)), rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_probe_one_pass_equals_the_naive_probe_on_the_lru():
+    cell, params, xs = diagonal_lru([0.8, 0.5, 0.3], steps=8)
+    w = normal(3, (3,))
+    loss = lambda ys: jnp.sum(ys[:, -1] @ w)
+    norms = probe.hidden_grad_norms(cell, params, xs, loss)
     naive = probe.naive_hidden_grad_norms(cell, params, xs, loss).mean(axis=0)
     np.testing.assert_allclose(norms, naive, rtol=1e-4)
