@@ -46,6 +46,7 @@ def test_parallel_scan_equals_the_sequential_scan(name, reverse, options):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LINEAR)
 def test_parallel_and_sequential_agree_to_1e10_in_float64_with_their_gradients(name):
     cell = LINEAR[name]
