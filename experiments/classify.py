@@ -24,18 +24,10 @@ import rnnjax as rj
 from experiments import common
 from experiments import memory_tasks as mt
 from rnnjax.cells import make
+from rnnjax.seq2seq import final_state
 from rnnjax.tasks.labelled import LabelledSequences, channel_stats, standardise
 from rnnjax.train import accuracy
 from rnnjax.train import softmax_cross_entropy as cross_entropy
-
-
-def final_state(encoder, carry):
-    """The hidden state [B, H] an encoder ends in: a cell's `hidden(carry)`, or for a
-    Bidirectional the forward and backward final states side by side [B, H_f + H_b]."""
-    if isinstance(encoder, rj.Bidirectional):
-        return jnp.concatenate([encoder.fwd.hidden(carry[0]), encoder.bwd.hidden(carry[1])],
-                               axis=-1)
-    return encoder.hidden(carry)
 
 
 @dataclasses.dataclass(frozen=True)

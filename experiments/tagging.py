@@ -53,6 +53,7 @@ from experiments import classify, common
 from experiments import memory_tasks as mt
 from rnnjax import crf
 from rnnjax.cells import make
+from rnnjax.seq2seq import final_state
 from rnnjax.tasks._optional import require
 from rnnjax.tasks.entities import (
     TAGS,
@@ -218,7 +219,7 @@ class Tagger:
         letters = self.char_embedding(params["chars"], chars.reshape(batch * steps, width))
         carry, _ = rj.unroll(self.char_rnn, params["char_rnn"], letters,
                              seq_lengths=word_lengths.reshape(-1))
-        vectors = classify.final_state(self.char_rnn, carry).reshape(batch, steps, -1)
+        vectors = final_state(self.char_rnn, carry).reshape(batch, steps, -1)
         if self.word_embedding:
             if key is not None and self.word_dropout > 0:
                 words = jnp.where(jax.random.bernoulli(key, self.word_dropout, words.shape),

@@ -49,6 +49,14 @@ class LinearRecurrence(Cell):
     def from_scan(self, h):
         return h
 
+    def init(self, key, input_size, dtype=jnp.float32):
+        """`W_x` [I, G*H] Glorot and `b` [G*H] zeros: no recurrent weights, since no
+        gate reads the carry (the LRU has its own)."""
+        input_size = _checks.positive_int("input_size", input_size)
+        g, h = self.gates, self.hidden_size
+        return {"W_x": initializers.glorot_uniform(key, (input_size, g * h), dtype),
+                "b": jnp.zeros((g * h,), dtype)}
+
     def output(self, params, carry, xp):
         return self.emit(params, self.to_scan(carry), xp)
 
@@ -164,12 +172,6 @@ class MinGRU(LinearRecurrence):
     parallel_scan: bool = True
     gates = 2
 
-    def init(self, key, input_size, dtype=jnp.float32):
-        input_size = _checks.positive_int("input_size", input_size)
-        h = self.hidden_size
-        return {"W_x": initializers.glorot_uniform(key, (input_size, 2 * h), dtype),
-                "b": jnp.zeros((2 * h,), dtype)}
-
     def coefficients(self, params, xp):
         z_pre, candidate = split_gates(xp, 2)
         z = jax.nn.sigmoid(z_pre)
@@ -186,12 +188,6 @@ class MinLSTM(LinearRecurrence):
     hidden_size: int
     parallel_scan: bool = True
     gates = 3
-
-    def init(self, key, input_size, dtype=jnp.float32):
-        input_size = _checks.positive_int("input_size", input_size)
-        h = self.hidden_size
-        return {"W_x": initializers.glorot_uniform(key, (input_size, 3 * h), dtype),
-                "b": jnp.zeros((3 * h,), dtype)}
 
     def coefficients(self, params, xp):
         f_pre, i_pre, candidate = split_gates(xp, 3)
