@@ -16,7 +16,9 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
@@ -27,7 +29,7 @@ import optax
 
 import rnnjax as rj
 from rnnjax import probe
-from rnnjax.cells import make
+from rnnjax.cells import CELL_TYPES, make
 from rnnjax.train import fit, make_train_step, read_metrics, sweep_states, sweep_step
 
 #: flags more than one study has: name -> (type, help); a study gets those in its DEFAULTS
@@ -73,7 +75,33 @@ def parse_args(name: str, description: str, defaults: dict, quick: dict, argv=No
     for key, value in chosen.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    _check_settings(parser, args, defaults)
     return args
+
+
+#: flags that must be > 0 wherever a study has them
+POSITIVE_FLAGS = ("seeds", "steps", "hidden", "batch", "lr", "clip", "checkpoint_every",
+                  "eval_every")
+
+
+def _check_settings(parser, args, defaults: dict) -> None:
+    """Fail with a usage error before any work: non-positive sizes and counts, cell
+    names that do not exist, an output folder that cannot be written."""
+    for key in POSITIVE_FLAGS:
+        value = getattr(args, key, None)
+        if value is not None and not value > 0:
+            parser.error(f"--{key.replace('_', '-')} must be positive, got {value}")
+    if args.cells is not None and all(c in CELL_TYPES for c in defaults.get("cells", [])):
+        unknown = [c for c in args.cells if c not in CELL_TYPES]
+        if unknown:
+            parser.error(f"--cells: unknown cell names {unknown}; choose from "
+                         f"{sorted(CELL_TYPES)}")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=args.out):
+            pass
+    except OSError as e:
+        parser.error(f"--out {args.out} cannot be written: {e.strerror or e}")
 
 
 def require_positive(args, names) -> None:
@@ -243,7 +271,22 @@ def environment() -> dict:
             versions[package] = None
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "devices": [str(d) for d in jax.devices()], "versions": versions,
-            "command": command_line()}
+            "prng": jax.config.jax_default_prng_impl, "x64": jax.config.jax_enable_x64,
+            "git": git_revision(), "command": command_line()}
+
+
+def git_revision() -> str | None:
+    """The checkout's commit (with "-dirty" when files differ from it), or None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
 
 
 def command_line() -> str:
@@ -282,8 +325,10 @@ def config_of(args) -> dict:
 
 def write_results(args, payload: dict, report_text: str) -> None:
     """DIR/results.json (config, environment and `payload`) and DIR/report.md."""
-    write_json(args.out / "results.json",
-               {"config": config_of(args), "environment": environment(), **payload})
+    seeds = {"seeds_used": list(range(args.seeds))} if isinstance(
+        getattr(args, "seeds", None), int) else {}
+    write_json(args.out / "results.json", {"config": config_of(args), **seeds,
+                                           "environment": environment(), **payload})
     (args.out / "report.md").write_text(report_text)
     print(f"wrote {args.out}/report.md")
 

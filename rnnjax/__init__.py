@@ -9,6 +9,7 @@
 """
 
 from rnnjax import crf, decode, filters, initializers, interop, seq2seq, vision
+from rnnjax._checks import InputTypeError, checked
 from rnnjax.cells import (
     GRU,
     IRNN,
@@ -40,6 +41,7 @@ __all__ = [
     "ClockworkRNN",
     "Dense",
     "Embedding",
+    "InputTypeError",
     "LSTMCarry",
     "LinearRecurrence",
     "MinGRU",
@@ -47,6 +49,7 @@ __all__ = [
     "PeepholeLSTM",
     "SimpleRNN",
     "Stacked",
+    "checked",
     "crf",
     "decode",
     "filters",

@@ -1,15 +1,33 @@
 """Input checks at the API edge.
 
 Every check runs on static shape and dtype information, so it costs nothing under
-`jit`, and fails with a `ValueError` that names the argument, the expected and the
-given shape, before XLA ever sees a wrong input.
+`jit`, and fails before XLA ever sees a wrong input, with a message that names the
+argument, what was expected and what was given: `ValueError` for a wrong value
+(shape, range, structure), `InputTypeError` (a `TypeError`) for a wrong type or dtype.
+Values (lengths in range, finite inputs) are checked only where they are concrete;
+under `jit` use `rnnjax.checked` for them.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
+from collections.abc import Callable, Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
+
+#: True while a function wrapped by `checked` is traced: the edges then add
+#: checkify checks on the values they cannot read under jit.
+_value_checks = contextvars.ContextVar("rnnjax_value_checks", default=False)
+
+
+class InputTypeError(TypeError, ValueError):
+    """An argument of the wrong type or dtype. A `TypeError`; also a `ValueError`, so
+    code that catches `ValueError` for every bad input (as rnnjax raised before this
+    class existed) still catches it."""
 
 
 def is_concrete(x) -> bool:
@@ -17,10 +35,88 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def checked(fn: Callable, *, jit: bool = True) -> Callable:
+    """`fn` with rnnjax's value checks enforced where `jit` hides the values.
+
+    Shapes, dtypes and structures are always checked, also under `jit`. Values are
+    checked only when concrete: under `jit`, `vmap` or `grad`, `seq_lengths` outside
+    [0, T] would silently clamp and a NaN in `xs` would spread. Inside `checked(fn)`
+    the public functions add `jax.experimental.checkify` checks for those (lengths in
+    range, finite `xs` and initial carries, token ids in range), and a failing check
+    raises `checkify.JaxRuntimeError` naming the argument and the values. The
+    function is traced afresh (and jit-compiled unless `jit=False`); functions that
+    `fn` jit-compiled earlier without checks keep their old trace, so pass the
+    unjitted function. The checks cost one pass over the inputs.
+
+    >>> import jax.numpy as jnp, rnnjax as rj, jax
+    >>> cell = rj.GRU(hidden_size=4)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> run = rj.checked(lambda xs, n: rj.unroll(cell, params, xs, seq_lengths=n)[1])
+    >>> run(jnp.ones((2, 5, 2)), jnp.array([5, 9]))
+    Traceback (most recent call last):
+    ...
+    jax._src.checkify.JaxRuntimeError: seq_lengths must lie in [0, 5] (T = 5), got values...
+    """
+    def flagged(*args, **kwargs):
+        token = _value_checks.set(True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _value_checks.reset(token)
+
+    checkified = checkify.checkify(flagged, errors=checkify.user_checks)
+    if jit:
+        checkified = jax.jit(checkified)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        error, out = checkified(*args, **kwargs)
+        error.throw()
+        return out
+
+    return run
+
+
+def traced_value_check(ok, message: str, **values):
+    """Inside `checked`: a checkify check that `ok` holds (message formatted with
+    `values` at run time). Elsewhere nothing (the caller checks concrete values)."""
+    if _value_checks.get():
+        checkify.check(ok, message, **values)
+
+
+def finite(name: str, tree):
+    """Inside `checked`: check that every float leaf of `tree` is finite."""
+    if not _value_checks.get():
+        return
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            bad = jnp.sum(~jnp.isfinite(leaf))
+            checkify.check(bad == 0, f"{name} must be finite, got {{bad}} non-finite "
+                                     f"values (NaN or Inf) in shape {tuple(np.shape(leaf))}",
+                           bad=bad)
+
+
 def positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{name} must be a positive integer, got {value!r} "
+                             f"({type(value).__name__})")
+    if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def prng_key(name: str, key):
+    """Check a PRNG key: a typed key (`jax.random.key`) or raw uint32[2] data."""
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape:
+            raise ValueError(f"{name} must be a single PRNG key, got a key array of shape "
+                             f"{key.shape}")
+        return key
+    if not hasattr(key, "dtype") or key.dtype != np.uint32 or tuple(key.shape) != (2,):
+        given = (f"{key.dtype}{list(key.shape)}" if hasattr(key, "dtype")
+                 else type(key).__name__)
+        raise InputTypeError(f"{name} must be a PRNG key (jax.random.key(seed)), got {given}")
+    return key
 
 
 def float_array(name: str, x, rank: int | None = None, min_rank: int | None = None,
@@ -35,8 +131,8 @@ def float_array(name: str, x, rank: int | None = None, min_rank: int | None = No
     if min_rank is not None and len(shape) < min_rank:
         raise ValueError(f"{name} must have rank >= {min_rank}{where}, got shape {shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{name} must be a floating-point array, got dtype {x.dtype} "
-                         f"with shape {shape}")
+        raise InputTypeError(f"{name} must be a floating-point array, got dtype {x.dtype} "
+                             f"with shape {shape}")
     return x
 
 
@@ -55,13 +151,17 @@ def seq_lengths(lengths, batch: int, time: int):
         raise ValueError(f"seq_lengths must have shape ({batch},) (one length per batch "
                          f"element), got shape {shape}")
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise ValueError(f"seq_lengths must be an integer array, got dtype {lengths.dtype}")
+        raise InputTypeError(f"seq_lengths must be an integer array, got dtype "
+                             f"{lengths.dtype}")
+    message = f"seq_lengths must lie in [0, {time}] (T = {time}), got values in "
     if is_concrete(lengths) and batch > 0:
         values = np.asarray(lengths)
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi > time:
-            raise ValueError(f"seq_lengths must lie in [0, {time}] (T = {time}), "
-                             f"got values in [{lo}, {hi}]")
+            raise ValueError(message + f"[{lo}, {hi}]")
+    elif batch > 0:
+        lo, hi = jnp.min(lengths), jnp.max(lengths)
+        traced_value_check((lo >= 0) & (hi <= time), message + "[{lo}, {hi}]", lo=lo, hi=hi)
     return jnp.asarray(lengths, jnp.int32)
 
 
@@ -73,8 +173,12 @@ def resets(mask, shape: tuple, layout: str):
         raise ValueError(f"resets must have shape {tuple(shape)} (one flag per step of xs "
                          f"{layout}), got shape {tuple(mask.shape)}")
     if mask.dtype != bool:
-        raise ValueError(f"resets must be a bool array, got dtype {mask.dtype}")
+        raise InputTypeError(f"resets must be a bool array, got dtype {mask.dtype}")
     return jnp.asarray(mask)
+
+
+def _shapes(tree):
+    return jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), tree)
 
 
 def same_structure(name: str, given, expected):
@@ -82,12 +186,104 @@ def same_structure(name: str, given, expected):
     given_def = jax.tree_util.tree_structure(given)
     expected_def = jax.tree_util.tree_structure(expected)
     if given_def != expected_def:
-        raise ValueError(f"{name} must have the structure {expected_def}, got {given_def}")
+        raise ValueError(f"{name} must have the structure {_shapes(expected)} (leaf "
+                         f"shapes shown), got {_shapes(given)}")
     for g, e in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(expected)):
         if tuple(np.shape(g)) != tuple(e.shape):
-            shapes = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), given)
-            want = jax.tree_util.tree_map(lambda a: tuple(a.shape), expected)
-            raise ValueError(f"{name} must have leaf shapes {want}, got {shapes}")
+            raise ValueError(f"{name} must have leaf shapes {_shapes(expected)}, "
+                             f"got {_shapes(given)}")
+
+
+def sequence_model(name: str, model):
+    """Check that `model` meets the `SequenceModel` protocol (a cell, Stacked, Bidirectional)."""
+    needed = ("input_size_of", "initial_carry", "unroll_time_major")
+    missing = [m for m in needed if not hasattr(model, m)]
+    if missing:
+        raise InputTypeError(f"{name} must be a cell, a Stacked or a Bidirectional (an "
+                             f"object with {', '.join(needed)}), got {type(model).__name__} "
+                             f"without {', '.join(missing)}")
+    return model
+
+
+def _leaf_paths(tree) -> dict:
+    return {jax.tree_util.keystr(path): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _init_shapes(model, input_size):
+    """(the type of the top container, {path: ShapeDtypeStruct}) of
+    `model.init(key, input_size)` (or `init(key)` when `input_size` is None), traced
+    abstractly: nothing is computed."""
+    key = jax.random.key(0)
+    args = (key,) if input_size is None else (key, input_size)
+    tree = jax.eval_shape(lambda: model.init(*args))
+    return (Mapping if isinstance(tree, Mapping) else tuple), _leaf_paths(tree)
+
+
+_init_shapes_cached = functools.lru_cache(maxsize=512)(_init_shapes)
+
+
+def _expected_params(model, input_size):
+    try:
+        return _init_shapes_cached(model, input_size)
+    except TypeError as e:  # an unhashable model (e.g. a list field): no cache
+        if "unhashable" not in str(e):
+            raise
+        return _init_shapes(model, input_size)
+
+
+def _model_name(model) -> str:
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, tuple):
+        return f"Stacked([{', '.join(type(layer).__name__ for layer in layers)}])"
+    return type(model).__name__
+
+
+def model_params(model, params, name: str = "params"):
+    """Check `params` against what `model.init` returns: the same keys (none missing,
+    none extra), every leaf of the same shape, and floating point where init's is.
+
+    A `Stacked`'s params are one entry per layer, in the order of its layers; a mix-up
+    shows as a shape mismatch, and the message says so. Models without `init` (thin
+    wrappers) are not checked.
+    """
+    if not hasattr(model, "init"):
+        return params
+    has_input = hasattr(model, "input_size_of")
+    top, want = _expected_params(model, 1 if has_input else None)
+    if not isinstance(params, (list, tuple) if top is tuple else Mapping):
+        kind = "a tuple with one entry per layer" if top is tuple else "a dict of arrays"
+        raise InputTypeError(f"{name} must be what {_model_name(model)}.init returns "
+                             f"({kind}), got {type(params).__name__}")
+    given = _leaf_paths(params)
+    missing = sorted(set(want) - set(given))
+    extra = sorted(set(given) - set(want))
+    if missing or extra:
+        parts = ([f"missing {', '.join(name + p for p in missing)}"] if missing else []) + \
+                ([f"unexpected {', '.join(name + p for p in extra)}"] if extra else [])
+        raise ValueError(f"{name} do not match the model {_model_name(model)}: "
+                         f"{'; '.join(parts)} (expected the keys of its init: "
+                         f"{', '.join(name + p for p in want)})")
+    if has_input:
+        input_size = model.input_size_of(params)
+        if not isinstance(input_size, (int, np.integer)) or input_size < 1:
+            raise ValueError(f"{name} of {_model_name(model)} give an input size of "
+                             f"{input_size!r}; expected a positive integer")
+        want = _expected_params(model, int(input_size))[1]
+    for path, leaf in given.items():
+        expected = want[path]
+        shape = tuple(np.shape(leaf))
+        if shape != tuple(expected.shape):
+            hint = (" (a Stacked's params hold one entry per layer, in the order of its "
+                    "layers)" if isinstance(getattr(model, "layers", None), tuple) else "")
+            raise ValueError(f"{name}{path} must have shape {tuple(expected.shape)} for "
+                             f"{_model_name(model)}, got shape {shape}{hint}")
+        dtype = jnp.result_type(leaf)
+        if (jnp.issubdtype(expected.dtype, jnp.floating)
+                and not jnp.issubdtype(dtype, jnp.floating)):
+            raise InputTypeError(f"{name}{path} must be a floating-point array, got dtype "
+                                 f"{dtype} with shape {shape}")
+    return params
 
 
 def compute_dtype(params, xs):
@@ -98,12 +294,12 @@ def compute_dtype(params, xs):
     return jnp.result_type(xs.dtype, *floats)
 
 
-def carry_or_initial(model, carry, batch: int, dtype):
-    """`model.initial_carry((batch,), dtype)` when `carry` is None, else `carry` checked
-    against it (structure, shapes, and the dtype of its float leaves)."""
+def carry_or_initial(model, carry, batch_shape: tuple, dtype):
+    """`model.initial_carry(batch_shape, dtype)` when `carry` is None, else `carry`
+    checked against it (structure, shapes, and the dtype of its float leaves)."""
     if carry is None:
-        return model.initial_carry((batch,), dtype)
-    expected = jax.eval_shape(lambda: model.initial_carry((batch,), dtype))
+        return model.initial_carry(batch_shape, dtype)
+    expected = jax.eval_shape(lambda: model.initial_carry(batch_shape, dtype))
     same_structure("carry", carry, expected)
     for given, want in zip(jax.tree_util.tree_leaves(carry), jax.tree_util.tree_leaves(expected)):
         if jnp.issubdtype(want.dtype, jnp.floating) and jnp.result_type(given) != want.dtype:
@@ -114,7 +310,16 @@ def carry_or_initial(model, carry, batch: int, dtype):
 
 
 def batch_major_sequences(model, params, xs, carry):
-    """Check xs [B, T, F] against the model's input size; return (xs, carry or the initial one)."""
+    """Check the model, its params, and xs [B, T, F] (B, T >= 1: a probe of nothing is
+    an error, not an empty answer) against the model's input size; return
+    (xs, carry or the initial one)."""
+    sequence_model("cell", model)
+    model_params(model, params)
     xs = float_array("xs", xs, rank=3, layout="[B, T, F]")
     feature_size("xs", xs, model.input_size_of(params))
-    return xs, carry_or_initial(model, carry, xs.shape[0], compute_dtype(params, xs))
+    if xs.shape[0] < 1 or xs.shape[1] < 1:
+        raise ValueError(f"xs must hold at least one sequence (B >= 1) of at least one "
+                         f"step (T >= 1) [B, T, F], got shape {tuple(xs.shape)}")
+    finite("xs", xs)
+    finite("carry", carry)
+    return xs, carry_or_initial(model, carry, (xs.shape[0],), compute_dtype(params, xs))

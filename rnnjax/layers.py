@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax import _checks, initializers
-from rnnjax.cells.base import Cell
+from rnnjax.cells.base import Cell, checked_step_input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,8 @@ class Stacked(Cell):
     def init(self, key, input_size, dtype=jnp.float32):
         input_size = _checks.positive_int("input_size", input_size)
         params = []
-        for layer, k in zip(self.layers, jax.random.split(key, len(self.layers))):
+        keys = jax.random.split(_checks.prng_key("key", key), len(self.layers))
+        for layer, k in zip(self.layers, keys):
             params.append(layer.init(k, input_size, dtype))
             input_size = layer.output_size
         return tuple(params)
@@ -136,8 +137,8 @@ class Stacked(Cell):
         return tuple(carries), y
 
     def __call__(self, params, carry, x, key=None):
-        x = _checks.float_array("x", x, min_rank=1, layout="[*batch, input_size]")
-        _checks.feature_size("x", x, self.input_size_of(params))
+        self._require_cells()
+        x = checked_step_input(self, params, carry, x)
         return self.step(params, carry, self.project_inputs(params, x), key)
 
     def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
@@ -194,7 +195,7 @@ class Bidirectional:
         return self.fwd.output_size + self.bwd.output_size
 
     def init(self, key, input_size, dtype=jnp.float32):
-        k_f, k_b = jax.random.split(key)
+        k_f, k_b = jax.random.split(_checks.prng_key("key", key))
         return {"fwd": self.fwd.init(k_f, input_size, dtype),
                 "bwd": self.bwd.init(k_b, input_size, dtype)}
 
@@ -228,12 +229,17 @@ class Dense:
 
     def init(self, key, input_size, dtype=jnp.float32):
         input_size = _checks.positive_int("input_size", input_size)
+        key = _checks.prng_key("key", key)
         return {"W": initializers.glorot_uniform(key, (input_size, self.features), dtype),
                 "b": jnp.zeros((self.features,), dtype)}
 
+    def input_size_of(self, params):
+        return params["W"].shape[0]
+
     def __call__(self, params, x):
+        _checks.model_params(self, params)
         x = _checks.float_array("x", x, min_rank=1, layout="[..., input_size]")
-        _checks.feature_size("x", x, params["W"].shape[0])
+        _checks.feature_size("x", x, self.input_size_of(params))
         return x @ params["W"] + params["b"]
 
 
@@ -249,17 +255,24 @@ class Embedding:
         _checks.positive_int("features", self.features)
 
     def init(self, key, dtype=jnp.float32):
+        key = _checks.prng_key("key", key)
         return {"E": jax.random.normal(key, (self.vocab_size, self.features), dtype)}
 
     def __call__(self, params, ids):
+        _checks.model_params(self, params)
         ids = jnp.asarray(ids) if not hasattr(ids, "dtype") else ids
         if not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise ValueError(f"ids must be an integer array, got dtype {ids.dtype} "
-                             f"with shape {tuple(ids.shape)}")
+            raise _checks.InputTypeError(f"ids must be an integer array, got dtype "
+                                         f"{ids.dtype} with shape {tuple(ids.shape)}")
+        message = (f"ids must lie in [0, {self.vocab_size - 1}] (vocab_size = "
+                   f"{self.vocab_size}), got values in ")
         if _checks.is_concrete(ids) and ids.size:
             values = np.asarray(ids)
             lo, hi = int(values.min()), int(values.max())
             if lo < 0 or hi >= self.vocab_size:
-                raise ValueError(f"ids must lie in [0, {self.vocab_size - 1}] (vocab_size = "
-                                 f"{self.vocab_size}), got values in [{lo}, {hi}]")
+                raise ValueError(message + f"[{lo}, {hi}]")
+        elif ids.size:
+            lo, hi = jnp.min(ids), jnp.max(ids)
+            _checks.traced_value_check((lo >= 0) & (hi < self.vocab_size),
+                                       message + "[{lo}, {hi}]", lo=lo, hi=hi)
         return jnp.take(params["E"], ids, axis=0)

@@ -61,6 +61,8 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
     >>> ys.shape, h.shape, bool((ys[1, 4:] == 0).all()), bool((h[1] == ys[1, 3]).all())
     ((2, 7, 5), (2, 5), True, True)
     """
+    _checks.sequence_model("model", model)
+    _checks.model_params(model, params)
     if time_major is None:
         time_major = bool(getattr(model, "time_major", None) or False)
     layout = "[T, B, F] (time_major=True)" if time_major else "[B, T, F]"
@@ -70,7 +72,9 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
         xs = jnp.swapaxes(xs, 0, 1)
     steps, batch = xs.shape[0], xs.shape[1]
     lengths = None if seq_lengths is None else _checks.seq_lengths(seq_lengths, batch, steps)
-    carry = _checks.carry_or_initial(model, carry, batch,
+    _checks.finite("xs", xs)
+    _checks.finite("carry", carry)
+    carry = _checks.carry_or_initial(model, carry, (batch,),
                                      _checks.compute_dtype(params, xs))
     _checks.positive_int("unroll", unroll)
     if resets is not None:

@@ -174,8 +174,11 @@ def test_gru_forms_differ_and_reset_after_has_b_hn():
     assert p["b_hn"].shape == (4,)
     h0 = jax.random.normal(jax.random.key(3), (2, 4))
     a = rj.GRU(4, reset_after=True)(p, h0, x)[1]
-    b = rj.GRU(4, reset_after=False)(p, h0, x)[1]
+    without_b_hn = {k: v for k, v in p.items() if k != "b_hn"}
+    b = rj.GRU(4, reset_after=False)(without_b_hn, h0, x)[1]
     assert not np.allclose(a, b)
+    with pytest.raises(ValueError, match=r"unexpected params\['b_hn'\]"):
+        rj.GRU(4, reset_after=False)(p, h0, x)
 
 
 # -- clockwork ---------------------------------------------------------------

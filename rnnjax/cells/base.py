@@ -85,7 +85,7 @@ class Cell:
     def init(self, key, input_size: int, dtype=jnp.float32) -> Params:
         """`W_x` [I, G*H] Glorot, `W_h` [H, G*H] from `recurrent_init`, `b` [G*H] zeros."""
         input_size = _checks.positive_int("input_size", input_size)
-        k_x, k_h = jax.random.split(key)
+        k_x, k_h = jax.random.split(_checks.prng_key("key", key))
         g, h = self.gates, self.hidden_size
         return {
             "W_x": initializers.glorot_uniform(k_x, (input_size, g * h), dtype),
@@ -124,8 +124,7 @@ class Cell:
         raise NotImplementedError
 
     def __call__(self, params: Params, carry, x):
-        x = _checks.float_array("x", x, min_rank=1, layout="[*batch, input_size]")
-        _checks.feature_size("x", x, self.input_size_of(params))
+        x = checked_step_input(self, params, carry, x)
         return self.step(params, carry, self.project_inputs(params, x))
 
     # -- the time loop ----------------------------------------------------------
@@ -143,6 +142,16 @@ class Cell:
 
         return scan_cell(self, params, xs, carry, lengths=lengths, reverse=reverse,
                          unroll=unroll, remat=remat, resets=resets)
+
+
+def checked_step_input(model, params, carry, x):
+    """Check one step's params, carry and input x [*batch, input_size]; return x."""
+    _checks.model_params(model, params)
+    x = _checks.float_array("x", x, min_rank=1, layout="[*batch, input_size]")
+    _checks.feature_size("x", x, model.input_size_of(params))
+    _checks.carry_or_initial(model, carry, tuple(x.shape[:-1]),
+                             _checks.compute_dtype(params, x))
+    return x
 
 
 def split_gates(a, n: int):

@@ -54,6 +54,7 @@ class LinearRecurrence(Cell):
         gate reads the carry (the LRU has its own)."""
         input_size = _checks.positive_int("input_size", input_size)
         g, h = self.gates, self.hidden_size
+        key = _checks.prng_key("key", key)
         return {"W_x": initializers.glorot_uniform(key, (input_size, g * h), dtype),
                 "b": jnp.zeros((g * h,), dtype)}
 
@@ -113,7 +114,7 @@ class LRU(LinearRecurrence):
     def init(self, key, input_size, dtype=jnp.float32):
         input_size = _checks.positive_int("input_size", input_size)
         n, h = self.states, self.hidden_size
-        k_r, k_p, k_b, k_c, k_d = jax.random.split(key, 5)
+        k_r, k_p, k_b, k_c, k_d = jax.random.split(_checks.prng_key("key", key), 5)
         u1 = jax.random.uniform(k_r, (n,), jnp.float32)
         u2 = jax.random.uniform(k_p, (n,), jnp.float32)
         radius_sq = u1 * (self.r_max ** 2 - self.r_min ** 2) + self.r_min ** 2

@@ -130,7 +130,7 @@ class PeepholeLSTM(_LSTMState):
 
     def init(self, key, input_size, dtype=jnp.float32):
         input_size = _checks.positive_int("input_size", input_size)
-        key, k_p = jax.random.split(key)
+        key, k_p = jax.random.split(_checks.prng_key("key", key))
         params = super().init(key, input_size, dtype)
         s, h = self.peephole_scale, self.hidden_size
         for name, k in zip(("p_i", "p_f", "p_o"), jax.random.split(k_p, 3)):

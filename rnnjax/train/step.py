@@ -7,7 +7,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from rnnjax import _checks
 
 
 class TrainState(NamedTuple):
@@ -30,6 +33,15 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
     global norm `clip_norm` when given; `metrics` always holds `loss`, `grad_norm`
     (before clipping) and `clipped` (1.0 when the clip acted), plus loss_fn's aux.
     """
+    if not callable(loss_fn):
+        raise _checks.InputTypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise _checks.InputTypeError(f"optimizer must be an optax.GradientTransformation, "
+                                     f"got {type(optimizer).__name__}")
+    if clip_norm is not None and _checks.is_concrete(clip_norm) and not (
+            np.ndim(clip_norm) == 0 and np.isreal(clip_norm) and float(clip_norm) > 0):
+        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+
     def step(state: TrainState, batch):
         key, sub = jax.random.split(state.key)
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, sub)

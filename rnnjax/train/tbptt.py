@@ -92,6 +92,8 @@ def tbptt_value_and_grad(model, params, xs, targets, loss_fn: Callable, k1: int,
     """
     k1 = _checks.positive_int("k1", k1)
     k2 = _checks.positive_int("k2", k2)
+    _checks.sequence_model("model", model)
+    _checks.model_params(model, params)
     xs = _checks.float_array("xs", xs, rank=3, layout="[B, T, F]")
     _checks.feature_size("xs", xs, model.input_size_of(params))
     batch, steps = xs.shape[0], xs.shape[1]
@@ -107,7 +109,7 @@ def tbptt_value_and_grad(model, params, xs, targets, loss_fn: Callable, k1: int,
             raise ValueError(f"targets must be [B, T, ...] = [{batch}, {steps}, ...] "
                              f"(each leaf), got shape {shape}")
     lengths = None if seq_lengths is None else _checks.seq_lengths(seq_lengths, batch, steps)
-    carry = _checks.carry_or_initial(model, carry, batch, _checks.compute_dtype(params, xs))
+    carry = _checks.carry_or_initial(model, carry, (batch,), _checks.compute_dtype(params, xs))
     return _tbptt_jit(model, params, jnp.swapaxes(xs, 0, 1), targets, loss_fn, k1, k2,
                       carry, lengths)
 
