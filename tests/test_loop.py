@@ -114,6 +114,76 @@ def test_kill_and_resume_subprocess(tmp_path):
     assert len(read_metrics(tmp_path / "killed")) == len(read_metrics(tmp_path / "reference"))
 
 
+def kill_at_random_times(tmp_path, trials: int, seed: int) -> list[str]:
+    """Kill the worker with SIGKILL `trials` times, each at a random time within its run,
+    and run it again to completion: every time the params end bitwise equal to one
+    uninterrupted run's, and its log has each step once.
+
+    Each delay, counted from the moment `fit` creates out_dir, is drawn up to the time
+    the uninterrupted run spent from its first step to its last (the reference compiles
+    the step, the others load it from the session's compilation cache), so kills land
+    in the restore, the compile, the steps and the saves: with a save every 2 steps of
+    ~70 ms, one is in flight about 40% of the time. The reruns skip the sleep.
+    Returns where each kill landed, as seen on disk.
+    """
+    # The worker's small compiles too go to the session's cache: each start ~0.5 s less.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    num_steps, every, sleep = 20, 2, 0.05
+
+    def command(out, pause):
+        return [sys.executable, WORKER, str(out), str(num_steps), str(every), str(pause),
+                f"{out}.npy"]
+
+    def start_when_fit_starts(out):
+        proc = subprocess.Popen(command(out, sleep), env=env)
+        deadline = time.monotonic() + 120
+        while not out.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        return proc, time.monotonic()
+
+    reference = tmp_path / "reference"
+    proc, _ = start_when_fit_starts(reference)
+    assert proc.wait(timeout=120) == 0
+    want_params, want_log = np.load(f"{reference}.npy"), read_metrics(reference)
+    assert [r["step"] for r in want_log] == list(range(num_steps))
+    training_s = want_log[-1]["time"] - want_log[0]["time"]
+
+    rng = np.random.default_rng(seed)
+    landed = []
+    for trial in range(trials):
+        out = tmp_path / f"trial{trial}"
+        proc, started = start_when_fit_starts(out)
+        time.sleep(max(0.0, started + rng.uniform(0, training_s) - time.monotonic()))
+        proc.send_signal(signal.SIGKILL)
+        if proc.wait() == 0:
+            landed.append("after the end")
+        elif not read_metrics(out):
+            landed.append("before the first step")
+        elif any("tmp" in d for d in os.listdir(out / "checkpoints")):
+            landed.append("during a save")
+        else:
+            landed.append("between saves")
+        subprocess.run(command(out, 0), env=env, check=True, timeout=120)
+        np.testing.assert_array_equal(np.load(f"{out}.npy"), want_params)
+        log = read_metrics(out)
+        assert [r["step"] for r in log] == list(range(num_steps))
+        assert_log_continues(log, want_log)
+        # A kill never leaves a damaged checkpoint (none set aside), nor a tmp dir.
+        assert all(d.isdigit() for d in os.listdir(out / "checkpoints"))
+    return landed
+
+
+def test_kill_at_random_times_and_resume(tmp_path):
+    print(kill_at_random_times(tmp_path, trials=3, seed=1))  # shown with -s
+
+
+@pytest.mark.slow
+def test_kill_at_random_times_and_resume_many(tmp_path):
+    landed = kill_at_random_times(tmp_path, trials=20, seed=0)
+    print({phase: landed.count(phase) for phase in sorted(set(landed))})  # shown with -s
+
+
 @pytest.mark.parametrize("seeds", [None, 2])
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, seeds):
     step_fn, state = problem(seeds, batched_data=seeds is not None)

@@ -169,7 +169,9 @@ def shard_models(tree: Any, mesh: Mesh | None = None):
     `sweep_states`, or a per-model batch. `mesh`: a 1-D `jax.sharding.Mesh` whose
     axis is named "models" (default: `models_mesh()`, over all devices). Each device
     holds M / n consecutive models; raises ValueError when M does not divide by the
-    device count n. On one device this is a plain `jax.device_put`.
+    device count n. On one device this is a plain `jax.device_put`. Over several
+    processes (`jax.distributed`) every process passes the same `tree` (jax checks
+    that, raising AssertionError) and keeps only its own devices' models.
     """
     mesh = models_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh):
@@ -189,7 +191,18 @@ def shard_models(tree: Any, mesh: Mesh | None = None):
     if models % devices:
         raise ValueError(f"the number of models M={models} does not divide by the "
                          f"device count {devices}: choose M a multiple of {devices}")
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(AXIS)))
+    sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+    return jax.tree_util.tree_map(lambda x: _put(x, sharding), tree)
+
+
+def _put(x, sharding):
+    """`jax.device_put(x, sharding)`. A typed PRNG key goes as its raw uint32 data and
+    is wrapped again: device_put refuses key arrays onto a sharding that spans other
+    processes' devices (multi-host), and accepts their data."""
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = jax.device_put(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return jax.device_put(x, sharding)
 
 
 def _seeds(seeds) -> list[int]:
