@@ -18,7 +18,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
@@ -29,7 +28,7 @@ import optax
 
 import rnnjax as rj
 from rnnjax import probe
-from rnnjax.cells import CELL_TYPES, make
+from rnnjax.cells import make
 from rnnjax.train import fit, make_train_step, read_metrics, sweep_states, sweep_step
 
 #: flags more than one study has: name -> (type, help); a study gets those in its DEFAULTS
@@ -75,7 +74,7 @@ def parse_args(name: str, description: str, defaults: dict, quick: dict, argv=No
     for key, value in chosen.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    _check_settings(parser, args, defaults)
+    _check_settings(args)
     return args
 
 
@@ -84,24 +83,18 @@ POSITIVE_FLAGS = ("seeds", "steps", "hidden", "batch", "lr", "clip", "checkpoint
                   "eval_every")
 
 
-def _check_settings(parser, args, defaults: dict) -> None:
-    """Fail with a usage error before any work: non-positive sizes and counts, cell
-    names that do not exist, an output folder that cannot be written."""
-    for key in POSITIVE_FLAGS:
-        value = getattr(args, key, None)
-        if value is not None and not value > 0:
-            parser.error(f"--{key.replace('_', '-')} must be positive, got {value}")
-    if args.cells is not None and all(c in CELL_TYPES for c in defaults.get("cells", [])):
-        unknown = [c for c in args.cells if c not in CELL_TYPES]
-        if unknown:
-            parser.error(f"--cells: unknown cell names {unknown}; choose from "
-                         f"{sorted(CELL_TYPES)}")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=args.out):
-            pass
-    except OSError as e:
-        parser.error(f"--out {args.out} cannot be written: {e.strerror or e}")
+def _check_settings(args) -> None:
+    """Fail before any work (and before creating anything) on non-positive sizes and
+    counts, and on an output folder that cannot be written."""
+    require_positive(args, [k for k in POSITIVE_FLAGS if getattr(args, k, None) is not None])
+    existing = Path(os.path.abspath(args.out))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {args.out} cannot be created: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {args.out} cannot be written: no permission to write "
+                         f"in {existing}")
 
 
 def require_positive(args, names) -> None:

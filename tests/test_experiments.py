@@ -103,6 +103,7 @@ def test_unknown_cell_name_fails_before_any_work(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # 20-25 s: run with -m slow
 def test_gradient_flow_study_at_a_tiny_size(tmp_path):
     out = tmp_path / "gf"
     probes, truncation, clipping = gradient_flow.main([
@@ -149,6 +150,7 @@ def test_double_dependency_study_full_and_truncated(tmp_path):
                                 "--out", str(tmp_path / "x")])
 
 
+@pytest.mark.slow  # 20-25 s: run with -m slow
 def test_copy_memory_study_both_forms_with_chrono(tmp_path):
     results = copy_memory.main([
         "--cells", "tanh,lstm", "--seeds", "2", "--steps", "4", "--eval-every", "2",

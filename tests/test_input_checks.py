@@ -187,19 +187,46 @@ def test_type_errors_are_also_value_errors():
 
 
 def test_params_checks_do_not_reject_good_params():
-    """Every model's own init passes its check, also for float64, bfloat16 and under vmap."""
+    """Every model's own init passes its check, also in bfloat16 and under vmap (traced
+    with eval_shape: the checks run at trace time, nothing needs compiling)."""
     models = [rj.SimpleRNN(4), rj.IRNN(4), LSTM, rj.PeepholeLSTM(4), rj.GRU(4),
               rj.GRU(4, reset_after=True), rj.ClockworkRNN(4, periods=(1, 2)), rj.LRU(4),
               rj.MinGRU(4), rj.MinLSTM(4), STACK, BI, rj.Stacked([BI, rj.GRU(3)])]
     for model in models:
         params = model.init(KEY, 3)
-        _, ys = rj.unroll(model, params, XS)
+        ys = jax.eval_shape(lambda p, xs, m=model: rj.unroll(m, p, xs)[1], params, XS)
         assert ys.shape == (2, 5, model.output_size)
         half = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), params)
-        assert rj.unroll(model, half, XS.astype(jnp.bfloat16))[1].shape == ys.shape
+        ys = jax.eval_shape(lambda p, xs, m=model: rj.unroll(m, p, xs)[1], half,
+                            XS.astype(jnp.bfloat16))
+        assert ys.dtype == jnp.bfloat16
     seeds = jax.vmap(lambda k: LSTM.init(k, 3))(jax.random.split(KEY, 3))
-    ys = jax.vmap(lambda p: rj.unroll(LSTM, p, XS)[1])(seeds)
+    ys = jax.eval_shape(jax.vmap(lambda p: rj.unroll(LSTM, p, XS)[1]), seeds)
     assert ys.shape == (3, 2, 5, 8)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "--steps must be positive, got 0"),
+    (["--lr", "-0.1"], "--lr must be positive, got -0.1"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be positive"),
+])
+def test_study_flags_fail_before_any_work(tmp_path, argv, message):
+    from experiments import common, compare_cells
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match=message):
+        common.parse_args(compare_cells.NAME, "", compare_cells.DEFAULTS, compare_cells.QUICK,
+                          [*argv, "--out", str(out)], compare_cells.add_arguments)
+    assert not out.exists()
+
+
+def test_study_out_folder_that_cannot_be_written(tmp_path):
+    from experiments import common, compare_cells
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match=r"--out .*file/run cannot be created: .*file is "
+                                         r"not a folder"):
+        common.parse_args(compare_cells.NAME, "", compare_cells.DEFAULTS, compare_cells.QUICK,
+                          ["--out", str(a_file / "run")], compare_cells.add_arguments)
 
 
 # -- fuzzing ---------------------------------------------------------------------
