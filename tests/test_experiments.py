@@ -129,6 +129,7 @@ def test_gradient_flow_study_at_a_tiny_size(tmp_path):
     assert "| tanh rho=1.5 | 16 |" in report and "Gradient clipping" in report
 
 
+@pytest.mark.slow  # 12-35 s: run with -m slow
 def test_double_dependency_study_full_and_truncated(tmp_path):
     results = double_dependency.main([
         "--cells", "lstm", "--seeds", "2", "--steps", "4", "--eval-every", "2", "--hidden", "4",
@@ -168,6 +169,7 @@ def test_copy_memory_study_both_forms_with_chrono(tmp_path):
     assert (tmp_path / "copy_lectures_form" / "lstm" / "metrics.jsonl").stat().st_size > 0
 
 
+@pytest.mark.slow  # 12-35 s: run with -m slow
 def test_adding_and_echo_studies(tmp_path):
     results = adding.main(["--cells", "irnn", "--seeds", "2", "--steps", "4", "--eval-every",
                            "2", "--hidden", "4", "--lengths", "6,8", "--out",

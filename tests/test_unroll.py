@@ -13,7 +13,7 @@ import rnnjax as rj
 
 I = 3
 CELL_NAMES = sorted(CELLS)
-SLOW = settings(max_examples=10, deadline=None)
+SLOW = settings(max_examples=6, deadline=None)
 # compiled once per (cell, shapes, flags) and reused across hypothesis examples
 unroll = jax.jit(rj.unroll, static_argnums=0, static_argnames=("reverse", "time_major"))
 
