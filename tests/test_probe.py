@@ -52,13 +52,18 @@ def test_jacobian_norms_of_scaled_orthogonal_linear_rnn(rho, method):
     assert abs(probe.decay_rate(norms) - np.log(rho)) < 1e-3
 
 
-def test_power_iteration_matches_exact_svd_for_gated_cells():
+@pytest.mark.parametrize("cell", [
+    rj.LSTM(5),
+    # about 6 s each on 2 cores: run with -m slow
+    pytest.param(rj.GRU(5), marks=pytest.mark.slow),
+    pytest.param(rj.ClockworkRNN(6, (1, 2, 3)), marks=pytest.mark.slow),
+], ids=["lstm", "gru", "clockwork"])
+def test_power_iteration_matches_exact_svd_for_gated_cells(cell):
     xs = jax.random.normal(jax.random.key(3), (2, 12, 3))
-    for cell in [rj.LSTM(5), rj.GRU(5), rj.ClockworkRNN(6, (1, 2, 3))]:
-        params = cell.init(jax.random.key(4), 3)
-        exact = probe.jacobian_norms(cell, params, xs, method="exact")
-        power = probe.jacobian_norms(cell, params, xs, method="power", iterations=200)
-        np.testing.assert_allclose(power, exact, rtol=1e-3, err_msg=repr(cell))
+    params = cell.init(jax.random.key(4), 3)
+    exact = probe.jacobian_norms(cell, params, xs, method="exact")
+    power = probe.jacobian_norms(cell, params, xs, method="power", iterations=200)
+    np.testing.assert_allclose(power, exact, rtol=1e-3, err_msg=repr(cell))
 
 
 def test_step_jacobians_against_jax_jacobian_of_one_step():
