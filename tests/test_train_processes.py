@@ -184,3 +184,21 @@ def test_fresh_processes_resume_from_the_checkpoint(tmp_path, reference):
     log = read_metrics(tmp_path / "run")
     assert [r["step"] for r in log] == list(range(STEPS))
     np.testing.assert_array_equal(np.array([r["loss"] for r in log]), reference[1])
+
+
+@pytest.mark.slow
+def test_fresh_processes_set_a_damaged_checkpoint_aside_together(tmp_path, reference):
+    """The last checkpoint loses its tree metadata between the phases: both new
+    processes find it damaged, process 0 sets it aside once, both resume from the one
+    before and end with the bits of a run that never stopped."""
+    launch(tmp_path, SPLIT)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    os.remove(checkpoints / str(SPLIT) / "default" / "_METADATA")
+    second = launch(tmp_path, STEPS)
+    previous = SPLIT - SPLIT % 2   # checkpoint_every=2 in the worker
+    assert [r["calls"][0]["ran"] for r in second] == [list(range(previous, STEPS))] * PROCESSES
+    assert_state_equal(tmp_path, STEPS, reference)
+    assert sorted(os.listdir(checkpoints)) == sorted(
+        [str(s) for s in range(2, STEPS + 1, 2)] + [f"{SPLIT}.corrupt"])
+    log = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in log] == list(range(STEPS))

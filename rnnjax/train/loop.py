@@ -261,12 +261,23 @@ def _resume(manager: ocp.CheckpointManager, like):
 
 
 def _set_aside(folder: str) -> str:
-    """Rename `folder` to `<folder>.corrupt` (`.corrupt2`, ... when taken); its new path."""
+    """Rename `folder` to `<folder>.corrupt` (`.corrupt2`, ... when taken); its new path.
+
+    Several processes (jax.distributed) share the folder: each finds it damaged (the
+    CRC32s are of gathered data, the files are the same), all choose the name, then
+    process 0 alone renames it while the others wait.
+    """
     aside, n = folder + ".corrupt", 1
     while os.path.exists(aside):
         n += 1
         aside = f"{folder}.corrupt{n}"
-    os.rename(folder, aside)
+    several = jax.process_count() > 1
+    if several:
+        multihost_utils.sync_global_devices(f"rnnjax: set aside {folder}")
+    if jax.process_index() == 0:
+        os.rename(folder, aside)
+    if several:
+        multihost_utils.sync_global_devices(f"rnnjax: {folder} set aside")
     return aside
 
 
