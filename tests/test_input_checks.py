@@ -7,6 +7,7 @@ IndexError: an error must be raised by rnnjax's own checks), and `rj.checked` fo
 values `jit` hides (lengths out of range, non-finite inputs, token ids).
 """
 
+import os
 import traceback
 
 import jax
@@ -164,10 +165,13 @@ CASES = [
 ]
 
 
+PACKAGE = os.path.dirname(os.path.abspath(rj.__file__)) + os.sep
+
+
 def raised_by_rnnjax(error: BaseException) -> bool:
-    """True when the innermost frame that raised `error` is rnnjax's own code."""
+    """True when the innermost frame that raised `error` is in the rnnjax package."""
     frames = traceback.extract_tb(error.__traceback__)
-    return "/rnnjax/" in frames[-1].filename.replace("\\", "/")
+    return os.path.abspath(frames[-1].filename).startswith(PACKAGE)
 
 
 @pytest.mark.parametrize("call, error, message", [c[1:] for c in CASES],
