@@ -77,13 +77,6 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
     return run
 
 
-def traced_value_check(ok, message: str, **values):
-    """Inside `checked`: a checkify check that `ok` holds (message formatted with
-    `values` at run time). Elsewhere nothing (the caller checks concrete values)."""
-    if _value_checks.get():
-        checkify.check(ok, message, **values)
-
-
 def finite(name: str, tree):
     """Inside `checked`: check that every float leaf of `tree` is finite."""
     if not _value_checks.get():
@@ -96,6 +89,23 @@ def finite(name: str, tree):
                            bad=bad)
 
 
+def values_in_range(values, low, high, message: str):
+    """Check low <= values <= high: a ValueError now when the values are concrete, a
+    checkify check inside `checked` when they are traced (elsewhere nothing).
+    `message` is the text the range found ("[lo, hi]") completes, e.g.
+    "x must lie in [0, 5], got values in "."""
+    if not np.size(values):
+        return
+    if is_concrete(values):
+        found = np.asarray(values)
+        lo, hi = int(found.min()), int(found.max())
+        if lo < low or hi > high:
+            raise ValueError(message + f"[{lo}, {hi}]")
+    elif _value_checks.get():
+        lo, hi = jnp.min(values), jnp.max(values)
+        checkify.check((lo >= low) & (hi <= high), message + "[{lo}, {hi}]", lo=lo, hi=hi)
+
+
 def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InputTypeError(f"{name} must be a positive integer, got {value!r} "
@@ -105,9 +115,14 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def is_typed_key(x) -> bool:
+    """True for a typed PRNG key array (`jax.random.key`), not raw uint32 key data."""
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def prng_key(name: str, key):
     """Check a PRNG key: a typed key (`jax.random.key`) or raw uint32[2] data."""
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if is_typed_key(key):
         if key.shape:
             raise ValueError(f"{name} must be a single PRNG key, got a key array of shape "
                              f"{key.shape}")
@@ -153,15 +168,8 @@ def seq_lengths(lengths, batch: int, time: int):
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise InputTypeError(f"seq_lengths must be an integer array, got dtype "
                              f"{lengths.dtype}")
-    message = f"seq_lengths must lie in [0, {time}] (T = {time}), got values in "
-    if is_concrete(lengths) and batch > 0:
-        values = np.asarray(lengths)
-        lo, hi = int(values.min()), int(values.max())
-        if lo < 0 or hi > time:
-            raise ValueError(message + f"[{lo}, {hi}]")
-    elif batch > 0:
-        lo, hi = jnp.min(lengths), jnp.max(lengths)
-        traced_value_check((lo >= 0) & (hi <= time), message + "[{lo}, {hi}]", lo=lo, hi=hi)
+    values_in_range(lengths, 0, time,
+                    f"seq_lengths must lie in [0, {time}] (T = {time}), got values in ")
     return jnp.asarray(lengths, jnp.int32)
 
 

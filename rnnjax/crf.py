@@ -181,11 +181,8 @@ def _checked_lengths(lengths, batch: int, steps: int):
     dtype = lengths.dtype if hasattr(lengths, "dtype") else np.asarray(lengths).dtype
     if not jnp.issubdtype(dtype, jnp.integer):
         raise ValueError(f"lengths must be an integer array, got dtype {dtype}")
-    if _checks.is_concrete(lengths) and batch:
-        values = np.asarray(lengths)
-        if values.min() < 0 or values.max() > steps:
-            raise ValueError(f"lengths must lie in [0, {steps}] (T = {steps}), got values in "
-                             f"[{values.min()}, {values.max()}]")
+    _checks.values_in_range(lengths, 0, steps,
+                            f"lengths must lie in [0, {steps}] (T = {steps}), got values in ")
     return jnp.asarray(lengths, jnp.int32)
 
 

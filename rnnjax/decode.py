@@ -58,9 +58,7 @@ def sample(step_fn: Callable, carry, start_tokens, max_len: int, key,
     the model's distribution; 0 is `greedy`. It may be a traced scalar.
     """
     _check_step(step_fn, carry, start_tokens, max_len, eos)
-    if not (isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-                                            or key.shape == (2,))):
-        raise ValueError(f"key must be a PRNG key (jax.random.key), got {key!r}")
+    _checks.prng_key("key", key)
     if isinstance(temperature, bool) or not (isinstance(temperature, numbers.Real) or
                                              hasattr(temperature, "dtype")):
         raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")

@@ -45,7 +45,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rnnjax import _checks, initializers
 from rnnjax.cells.base import Cell, checked_step_input
@@ -264,15 +263,7 @@ class Embedding:
         if not jnp.issubdtype(ids.dtype, jnp.integer):
             raise _checks.InputTypeError(f"ids must be an integer array, got dtype "
                                          f"{ids.dtype} with shape {tuple(ids.shape)}")
-        message = (f"ids must lie in [0, {self.vocab_size - 1}] (vocab_size = "
-                   f"{self.vocab_size}), got values in ")
-        if _checks.is_concrete(ids) and ids.size:
-            values = np.asarray(ids)
-            lo, hi = int(values.min()), int(values.max())
-            if lo < 0 or hi >= self.vocab_size:
-                raise ValueError(message + f"[{lo}, {hi}]")
-        elif ids.size:
-            lo, hi = jnp.min(ids), jnp.max(ids)
-            _checks.traced_value_check((lo >= 0) & (hi < self.vocab_size),
-                                       message + "[{lo}, {hi}]", lo=lo, hi=hi)
+        _checks.values_in_range(ids, 0, self.vocab_size - 1,
+                                f"ids must lie in [0, {self.vocab_size - 1}] (vocab_size = "
+                                f"{self.vocab_size}), got values in ")
         return jnp.take(params["E"], ids, axis=0)

@@ -267,12 +267,8 @@ def _token_array(name: str, ids, vocab_size: int, layout: str):
     if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
         raise ValueError(f"{name} must be a rank-2 integer array {layout} of token ids, "
                          f"got dtype {ids.dtype} with shape {tuple(ids.shape)}")
-    if _checks.is_concrete(ids) and ids.size:
-        values = np.asarray(ids)
-        lo, hi = int(values.min()), int(values.max())
-        if lo < 0 or hi >= vocab_size:
-            raise ValueError(f"{name} must hold token ids in [0, {vocab_size - 1}], got "
-                             f"values in [{lo}, {hi}]")
+    _checks.values_in_range(ids, 0, vocab_size - 1, f"{name} must hold token ids in "
+                                                     f"[0, {vocab_size - 1}], got values in ")
     return ids
 
 

@@ -48,6 +48,8 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
+from rnnjax import _checks
+
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
@@ -221,13 +223,10 @@ def _make_writable_dirs(out_dir: str) -> None:
                              f"in; {out_dir} is not ({e})") from e
 
 
-def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _storable(state):
     """Typed PRNG keys as their raw uint32 data: orbax stores plain arrays only."""
-    return jax.tree_util.tree_map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+    return jax.tree_util.tree_map(
+        lambda x: jax.random.key_data(x) if _checks.is_typed_key(x) else x, state)
 
 
 class _Damaged(Exception):
@@ -295,13 +294,13 @@ def _restore(manager: ocp.CheckpointManager, step: int, like):
     compiling it again.
     """
     def target(x):
-        x = jax.random.key_data(x) if _is_key(x) else x
+        x = jax.random.key_data(x) if _checks.is_typed_key(x) else x
         return np.empty(x.shape, x.dtype) if _uncommitted(x) else x
 
     def back(stored, x):
         if _uncommitted(x):
             stored = jnp.asarray(stored)
-        if _is_key(x):
+        if _checks.is_typed_key(x):
             stored = jax.random.wrap_key_data(stored, impl=jax.random.key_impl(x))
         return stored
 

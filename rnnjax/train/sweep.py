@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rnnjax import _checks
 from rnnjax.train.step import TrainState
 
 AXIS = "models"
@@ -199,7 +200,7 @@ def _put(x, sharding):
     """`jax.device_put(x, sharding)`. A typed PRNG key goes as its raw uint32 data and
     is wrapped again: device_put refuses key arrays onto a sharding that spans other
     processes' devices (multi-host), and accepts their data."""
-    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if _checks.is_typed_key(x):
         data = jax.device_put(jax.random.key_data(x), sharding)
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
     return jax.device_put(x, sharding)
