@@ -51,7 +51,8 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
 
     Cells whose recurrence is linear in the carry (`rnnjax.cells.linear`: LRU,
     MinGRU, MinLSTM) run `jax.lax.associative_scan`, in O(log T) depth, unless
-    their `parallel_scan` is False; the semantics above are the same.
+    their `parallel_scan` is False (a sequential scan: faster on a CPU); the
+    semantics above are the same, and `remat` does not apply to them.
 
     >>> import jax, jax.numpy as jnp, rnnjax as rj
     >>> cell = rj.GRU(hidden_size=5)
@@ -101,9 +102,10 @@ def scan_cell(cell, params, xs, carry, *, lengths=None, reverse=False, unroll=1,
 
     A cell with a loop rule (LSTM, GRU, SimpleRNN: a hand-written backward pass, see
     `rnnjax.cells.loop_rule`) runs that loop instead (unless `resets` are given);
-    with `remat` it keeps the carry every ~sqrt(T) steps. A `LinearRecurrence` with
-    `parallel_scan` runs `associative_scan_cell`. xs [T, B, F]; lengths [B] int32 or
-    None; resets [T, B] bool or None (in input order, as `unroll` documents them).
+    with `remat` it keeps the carry every ~sqrt(T) steps. A `LinearRecurrence` runs
+    `linear_scan_cell` (`remat` does not apply: its states span the sequence anyway).
+    xs [T, B, F]; lengths [B] int32 or None; resets [T, B] bool or None (in input
+    order, as `unroll` documents them).
     """
     steps = xs.shape[0]
     if resets is not None and reverse:
@@ -114,10 +116,11 @@ def scan_cell(cell, params, xs, carry, *, lengths=None, reverse=False, unroll=1,
         resets = None if resets is None else reverse_within_lengths(resets, lengths)
     flip = reverse and lengths is None
     rule = cell.loop_rule
-    if getattr(cell, "parallel_scan", False):
+    if hasattr(cell, "parallel_scan"):
         if flip:
             xs, resets = xs[::-1], None if resets is None else resets[::-1]
-        carry, ys = associative_scan_cell(cell, params, xs, carry, lengths, resets)
+        carry, ys = linear_scan_cell(cell, params, xs, carry, lengths, resets,
+                                     parallel=cell.parallel_scan, unroll=unroll)
         ys = ys[::-1] if flip else ys
     elif rule is not None and resets is None:
         alive = None if lengths is None else jnp.arange(steps)[:, None] < lengths[None, :]
@@ -161,8 +164,14 @@ def _scan_steps(cell, params, xs, carry, lengths, reverse, unroll, remat, resets
                     reverse=reverse)
 
 
-def associative_scan_cell(cell, params, xs, carry, lengths=None, resets=None):
-    """A `LinearRecurrence` over time-major xs [T, B, F] by `jax.lax.associative_scan`.
+def linear_scan_cell(cell, params, xs, carry, lengths=None, resets=None, *,
+                     parallel=True, unroll=1):
+    """A `LinearRecurrence` over time-major xs [T, B, F]: the coefficients (a_t, b_t)
+    of every step at once, then the prefix h_t = a_t h_{t-1} + b_t by
+    `jax.lax.associative_scan` (`parallel`: O(log T) depth, about twice the
+    arithmetic) or by a `lax.scan` whose body is that one multiply-add (a sequential
+    scan of `cell.step` would project, build the coefficients and emit inside the
+    loop: several times slower), then the outputs of every step at once.
 
     Each step is the affine map h -> a_t h + b_t; two steps compose as (a1, b1) then
     (a2, b2) = (a1 a2, a2 b1 + b2). A reset step ignores its predecessor: it becomes
@@ -190,7 +199,13 @@ def associative_scan_cell(cell, params, xs, carry, lengths=None, resets=None):
         a2, b2 = second
         return a1 * a2, a2 * b1 + b2
 
-    _, h = lax.associative_scan(compose, (a, b), axis=0)
+    if parallel:
+        _, h = lax.associative_scan(compose, (a, b), axis=0)
+    else:
+        def body(h, step):
+            h = step[0] * h + step[1]
+            return h, h
+        _, h = lax.scan(body, jnp.zeros(b.shape[1:], b.dtype), (a, b), unroll=unroll)
     ys = cell.emit(params, h, xp)
     if lengths is not None:
         ys = jnp.where(alive, ys, jnp.zeros_like(ys))

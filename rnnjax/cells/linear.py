@@ -6,9 +6,11 @@ Because the map h_{t-1} -> h_t is affine and its coefficients do not depend on h
 the whole sequence is the prefix composition of the pairs (a_t, b_t), which
 `jax.lax.associative_scan` computes in O(log T) depth instead of T sequential
 steps. `rj.unroll` does this for every `LinearRecurrence` whose `parallel_scan` is
-True (the default) and scans `step` one step at a time otherwise; both give the
-same numbers (float rounding aside), with the same `seq_lengths`, `reverse`,
-initial carry and `resets` semantics as every other cell.
+True (the default, for accelerators) and otherwise runs a sequential scan of the
+multiply-add alone, the coefficients and outputs of all steps computed outside the
+loop (the faster of the two on a CPU: see benchmarks/NOTES.md); both give the same
+numbers (float rounding aside), with the same `seq_lengths`, `reverse`, initial
+carry and `resets` semantics as every other cell.
 
 A subclass gives `coefficients(params, xp) -> (a, b)` (in the scan's own
 representation: complex for the LRU), `emit(params, h, xp) -> y`, and converts
@@ -32,7 +34,7 @@ from rnnjax.cells.base import Cell, split_gates
 class LinearRecurrence(Cell):
     """Base class of the cells whose recurrence is element-wise linear in the carry."""
 
-    #: run `jax.lax.associative_scan` in `rj.unroll` (False: the sequential scan)
+    #: run `jax.lax.associative_scan` in `rj.unroll` (False: a sequential scan)
     parallel_scan: bool = True
 
     def coefficients(self, params, xp):
