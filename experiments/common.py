@@ -15,10 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,7 +26,14 @@ import optax
 import rnnjax as rj
 from rnnjax import probe
 from rnnjax.cells import make
-from rnnjax.train import fit, make_train_step, read_metrics, sweep_states, sweep_step
+from rnnjax.train import (
+    fit,
+    make_train_step,
+    provenance,
+    read_metrics,
+    sweep_states,
+    sweep_step,
+)
 
 #: flags more than one study has: name -> (type, help); a study gets those in its DEFAULTS
 SHARED_FLAGS = {
@@ -255,31 +259,10 @@ def log10_relative(norms) -> np.ndarray:
 
 
 def environment() -> dict:
-    """Versions and devices, recorded in every results.json."""
-    versions = {}
-    for package in ("rnnjax", "jax", "jaxlib", "flax", "optax", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(),
-            "devices": [str(d) for d in jax.devices()], "versions": versions,
-            "prng": jax.config.jax_default_prng_impl, "x64": jax.config.jax_enable_x64,
-            "git": git_revision(), "command": command_line()}
-
-
-def git_revision() -> str | None:
-    """The checkout's commit (with "-dirty" when files differ from it), or None outside git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("-dirty" if dirty else "")
+    """`rnnjax.train.provenance.environment` of this checkout, with the command as typed; recorded
+    in every results.json."""
+    return {**provenance.environment(Path(__file__).resolve().parent.parent),
+            "command": command_line()}
 
 
 def command_line() -> str:

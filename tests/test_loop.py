@@ -1,5 +1,6 @@
 """fit: exact resume (in process and after SIGKILL), NaN stops, seeds, retention, logs."""
 
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +59,12 @@ def test_resume_is_bitwise_equal_and_log_has_no_duplicates(tmp_path):
     again, history_again = run(tmp_path / "split", 20)  # already done: returns at once
     assert_same_state(again, full)
     assert history_again == history
+    # one provenance record per start that ran steps, none for the call with nothing to do
+    with open(tmp_path / "split" / "runs.jsonl") as f:
+        starts = [json.loads(line) for line in f]
+    assert [(r["start_step"], r["num_steps"]) for r in starts] == [(0, 10), (10, 20)]
+    assert starts[0]["versions"]["jax"] == jax.__version__
+    assert starts[0]["devices"] == [str(d) for d in jax.devices()]
 
 
 def test_save_cut_short_is_ignored_and_its_log_lines_dropped(tmp_path):

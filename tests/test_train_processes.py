@@ -167,6 +167,11 @@ def test_two_processes_train_resume_and_log_like_one(tmp_path, reference):
     np.testing.assert_array_equal(np.array([r["loss"] for r in log]), reference[1])
     for r in reports:
         assert without_time(r["calls"][-1]["history"]) == without_time(log)
+    # One provenance record per call, by process 0, seeing both processes' devices.
+    with open(tmp_path / "run" / "runs.jsonl") as f:
+        starts = [json.loads(line) for line in f]
+    assert [r["start_step"] for r in starts] == [0, SPLIT]
+    assert all(len(r["devices"]) == PROCESSES * sp.DEVICES_PER_PROCESS for r in starts)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from rnnjax.train.losses import (
     softmax_cross_entropy,
     step_mask,
 )
+from rnnjax.train.provenance import environment
 from rnnjax.train.step import TrainState, init_state, make_train_step
 from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_step
 from rnnjax.train.tbptt import SubParams, tbptt_loss, tbptt_value_and_grad
@@ -19,6 +20,7 @@ __all__ = [
     "TrainState",
     "accuracy",
     "bits_per_char",
+    "environment",
     "fit",
     "init_state",
     "make_train_step",

@@ -9,6 +9,9 @@ stopped. Everything a run leaves lives in `out_dir`:
     out_dir/checkpoints/<step>/          orbax checkpoints of the state after <step> updates
     out_dir/checkpoints/<step>.corrupt/  a damaged checkpoint, set aside (see below)
     out_dir/metrics.jsonl                one JSON record per logged step
+    out_dir/runs.jsonl                   one record per start: its first step and
+                                         `provenance.environment()` (versions, devices,
+                                         git commit, command)
     out_dir/curves.png                   `plot_metrics`
 
 Step numbers follow `state.step`, the count of updates done, which is also the data
@@ -49,9 +52,11 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from rnnjax import _checks
+from rnnjax.train.provenance import environment
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
+RUNS = "runs.jsonl"
 CURVES = "curves.png"
 
 
@@ -115,6 +120,10 @@ def fit(step_fn: Callable, state, batch_fn: Callable[[int], Any], num_steps: int
             return state, history
         # Several processes (jax.distributed) share out_dir: process 0 alone logs.
         primary = jax.process_index() == 0
+        if primary:
+            with open(os.path.join(out_dir, RUNS), "a") as runs:
+                runs.write(json.dumps({"start_step": start, "num_steps": num_steps,
+                                       "time": time.time(), **environment()}) + "\n")
         with open(log_path if primary else os.devnull, "a") as log, \
                 tqdm(total=num_steps, initial=start, unit="step", desc=desc,
                      disable=not progress or not primary, dynamic_ncols=True) as bar:

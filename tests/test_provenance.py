@@ -1,0 +1,38 @@
+"""provenance: the git commit of a checkout, marked dirty when tracked files changed."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from rnnjax.train import provenance
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+def git(root, *args):
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_git_revision_names_the_commit_and_marks_changes(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.txt").write_text("one")
+    git(tmp_path, "add", "a.txt")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    commit = git(tmp_path, "rev-parse", "HEAD")
+    (tmp_path / "sub").mkdir()
+    assert provenance.git_revision(tmp_path / "sub") == commit
+    (tmp_path / "untracked.txt").write_text("not part of the commit")
+    assert provenance.git_revision(tmp_path) == commit
+    (tmp_path / "a.txt").write_text("two")
+    assert provenance.git_revision(tmp_path) == commit + "-dirty"
+
+
+def test_git_revision_is_none_outside_a_checkout(tmp_path):
+    env_root = tmp_path / "not_a_repo"
+    env_root.mkdir()
+    # GIT_CEILING_DIRECTORIES would be needed if tmp_path sat inside a checkout
+    if subprocess.run(["git", "rev-parse"], cwd=env_root, capture_output=True).returncode == 0:
+        pytest.skip("the temporary folder lies inside a git checkout")
+    assert provenance.git_revision(env_root) is None
