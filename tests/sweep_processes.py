@@ -25,6 +25,7 @@ from jax.experimental.multihost_utils import process_allgather
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rnnjax.train import make_train_step
+from rnnjax.train.loop import _storable as storable  # typed keys as raw data
 from rnnjax.train.loop import fit
 from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_step
 
@@ -36,13 +37,6 @@ def batch_fn(step: int):
     rng = np.random.default_rng(step)
     xs = rng.standard_normal((sd.BATCH, sd.TIME, sd.FEATURES)).astype(np.float32)
     return xs, xs[..., 0].mean(axis=-1, keepdims=True)
-
-
-def storable(state):
-    """The state with its PRNG keys as raw uint32 data (for np.savez and comparisons)."""
-    return jax.tree_util.tree_map(
-        lambda x: jax.random.key_data(x)
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, state)
 
 
 def main(process_id, num_processes, port, out_dir, targets):
