@@ -3,6 +3,7 @@ scan against stepping the cell, resets against running each segment alone, the c
 formulas, and the probe's answers against the analytic ones."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,12 @@ def setup(cell, seed=0, dtype=jnp.float32):
     return params, xs, carry
 
 
+@functools.cache
+def jitted_step(cell):
+    """One step of `cell` from the raw input, compiled once per cell."""
+    return jax.jit(lambda params, h, x: cell.step(params, h, cell.project_inputs(params, x)))
+
+
 def stepwise(cell, params, xs, carry, lengths=None, resets=None, reverse=False):
     """The reference: `cell.step` one row and one step at a time, in Python, with
     `unroll`'s documented semantics written out (lengths, reverse within lengths,
@@ -51,7 +58,7 @@ def stepwise(cell, params, xs, carry, lengths=None, resets=None, reverse=False):
             if (not reverse and resets[row, t]) or (reverse and t + 1 < n
                                                      and resets[row, t + 1]):
                 h = carry[row]
-            h, y = cell.step(params, h, cell.project_inputs(params, xs[row, t]))
+            h, y = jitted_step(cell)(params, h, xs[row, t])
             outputs[row, t] = y
         finals.append(h)
     return np.stack(finals), outputs
