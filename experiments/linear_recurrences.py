@@ -29,13 +29,14 @@ import rnnjax as rj
 from experiments import common
 from experiments import memory_tasks as mt
 from rnnjax import probe
-from rnnjax.cells import make
+from rnnjax.cells import LinearRecurrence, make
 
 NAME = "linear_recurrences"
 DEFAULTS = dict(cells=["lru", "mingru", "minlstm", "lstm", "gru"], seeds=3, steps=5000,
                 copy_lengths=[50, 100, 200], adding_lengths=[100, 200, 400], hidden=64,
                 batch=64, lr=2e-3, clip=1.0, eval_every=250, checkpoint_every=1000,
-                workers=1, radii=[0.5, 0.9, 0.99, 0.999], probe_length=256)
+                workers=1, radii=[0.5, 0.9, 0.99, 0.999], probe_length=256,
+                scan="associative")
 QUICK = dict(seeds=2, steps=300, copy_lengths=[10], adding_lengths=[30], hidden=16,
              batch=32, lr=5e-3, eval_every=50, checkpoint_every=300, workers=2,
              radii=[0.5, 0.9, 0.99], probe_length=32)
@@ -53,6 +54,10 @@ def add_arguments(parser):
                         help="eigenvalue moduli r of the sensitivity study, comma-separated")
     parser.add_argument("--probe-length", dest="probe_length", type=int,
                         help="sequence length T of the sensitivity probes")
+    parser.add_argument("--scan", choices=["associative", "sequential"],
+                        help="how the linear recurrences are trained: jax.lax.associative_scan "
+                             "or a lax.scan of the multiply-add (the same numbers up to "
+                             "rounding; sequential is the faster one on a CPU)")
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -194,6 +199,13 @@ def report(results, tasks, sensitivity, cells_sens, args) -> str:
     return "\n".join(lines)
 
 
+def run_options(cell: str, args) -> dict:
+    """The memory-task runner's options for `cell`: the scan of a linear recurrence."""
+    if not isinstance(make(cell, 1), LinearRecurrence):
+        return {}
+    return {"cell_options": {"parallel_scan": args.scan == "associative"}}
+
+
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
                              add_arguments)
@@ -203,7 +215,8 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = ([mt.copy_memory(t) for t in args.copy_lengths]
              + [mt.adding(t) for t in args.adding_lengths])
-    units = [(f"{task.label}/{cell}", task, cell, {}) for task in tasks for cell in args.cells]
+    units = [(f"{task.label}/{cell}", task, cell, run_options(cell, args))
+             for task in tasks for cell in args.cells]
     results = mt.run_all(units, args)
     mt.plot_tasks(results, tasks, args.cells, args.out)
     sensitivity = sensitivity_study(args)
