@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -266,11 +267,12 @@ def environment() -> dict:
 
 
 def command_line() -> str:
-    """The command as typed: `python -m experiments.NAME ARGS` for a script run with -m."""
+    """The command as typed, quoted for a shell (an empty argument shows as ''):
+    `python -m experiments.NAME ARGS` for a script run with -m."""
     script = Path(sys.argv[0])
     if script.parent.name == "experiments":
-        return " ".join([f"python -m experiments.{script.stem}", *sys.argv[1:]])
-    return " ".join(sys.argv)
+        return " ".join([f"python -m experiments.{script.stem}", shlex.join(sys.argv[1:])]).rstrip()
+    return shlex.join(sys.argv)
 
 
 def write_json(path: Path, obj) -> None:

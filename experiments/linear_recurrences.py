@@ -156,8 +156,8 @@ def report(results, tasks, sensitivity, cells_sens, args) -> str:
              f"Command: `{common.command_line()}`", "",
              f"Hidden size {args.hidden}; {args.seeds} seeds per cell; Adam lr {args.lr}, "
              f"global-norm clip {args.clip}, batch {args.batch}, {args.steps} steps; test "
-             f"metrics on {mt.TEST_SIZE} held-out sequences. LRU, MinGRU and MinLSTM run "
-             "the associative scan.", "",
+             f"metrics on {mt.TEST_SIZE} held-out sequences. LRU, MinGRU and MinLSTM train "
+             f"with the {args.scan} scan.", "",
              "## Memory tasks", "",
              "Median test metric over seeds (seeds that learned / seeds).", ""]
     rows = []

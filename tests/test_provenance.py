@@ -1,10 +1,15 @@
-"""provenance: the git commit of a checkout, marked dirty when tracked files changed."""
+"""provenance: the git commit of a checkout, marked dirty when tracked files changed, and
+the command as typed."""
 
+import shlex
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from experiments import common
 from rnnjax.train import provenance
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -36,3 +41,12 @@ def test_git_revision_is_none_outside_a_checkout(tmp_path):
     if subprocess.run(["git", "rev-parse"], cwd=env_root, capture_output=True).returncode == 0:
         pytest.skip("the temporary folder lies inside a git checkout")
     assert provenance.git_revision(env_root) is None
+
+
+def test_recorded_commands_can_be_pasted_into_a_shell(monkeypatch):
+    argv = ["/x/experiments/linear_recurrences.py", "--copy-lengths", "", "--out", "a b"]
+    monkeypatch.setattr(sys, "argv", argv)
+    expected = "python -m experiments.linear_recurrences --copy-lengths '' --out 'a b'"
+    assert common.command_line() == expected
+    assert shlex.split(common.command_line())[3:] == argv[1:]
+    assert shlex.split(provenance.environment(Path("/"))["command"]) == argv

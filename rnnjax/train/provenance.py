@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -29,7 +30,7 @@ def environment(root=None) -> dict:
             "devices": [str(d) for d in jax.devices()], "versions": versions,
             "prng": jax.config.jax_default_prng_impl, "x64": jax.config.jax_enable_x64,
             "git": git_revision(os.getcwd() if root is None else root),
-            "command": " ".join(sys.argv)}
+            "command": shlex.join(sys.argv)}
 
 
 def git_revision(root) -> str | None:
