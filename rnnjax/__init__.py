@@ -26,7 +26,7 @@ from rnnjax.cells import (
     SimpleRNN,
 )
 from rnnjax.layers import Bidirectional, Dense, Embedding, Stacked
-from rnnjax.time_loop import reverse_within_lengths, unroll
+from rnnjax.loop import reverse_within_lengths, unroll
 
 __version__ = "0.1.0"
 

@@ -203,9 +203,13 @@ def same_structure(name: str, given, expected):
 
 
 def sequence_model(name: str, model):
-    """Check that `model` meets the `SequenceModel` protocol (a cell, Stacked, Bidirectional)."""
-    needed = ("input_size_of", "initial_carry", "unroll_time_major")
+    """Check that `model` meets the `SequenceModel` protocol (a cell, Stacked, Bidirectional):
+    it declares a `strategy`, and a composite one runs its parts (`unroll_time_major`)."""
+    needed = ("input_size_of", "initial_carry", "strategy")
     missing = [m for m in needed if not hasattr(model, m)]
+    if not missing and model.strategy.value == "composite" \
+            and not hasattr(model, "unroll_time_major"):
+        missing = ["unroll_time_major"]
     if missing:
         raise InputTypeError(f"{name} must be a cell, a Stacked or a Bidirectional (an "
                              f"object with {', '.join(needed)}), got {type(model).__name__} "

@@ -47,7 +47,8 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import _checks, initializers
-from rnnjax.cells.base import Cell, checked_step_input
+from rnnjax.cells.base import Cell, Strategy, checked_step_input
+from rnnjax.loop.dispatch import run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,8 @@ class Stacked(Cell):
     layers: tuple[Any, ...]
     dropout: float = 0.0
     time_major: bool | None = None
+    #: the loop runs each layer in turn (`unroll_time_major`)
+    strategy = Strategy.COMPOSITE
 
     def __post_init__(self):
         layers = tuple(self.layers)
@@ -148,9 +151,8 @@ class Stacked(Cell):
         for i, layer in enumerate(self.layers):
             if i > 0:
                 ys = self._drop(ys, keys[i - 1])
-            final, ys = layer.unroll_time_major(params[i], ys, carry[i], lengths=lengths,
-                                                reverse=reverse, unroll=unroll, remat=remat,
-                                                resets=resets)
+            final, ys = run(layer, params[i], ys, carry[i], lengths=lengths,
+                            reverse=reverse, unroll=unroll, remat=remat, resets=resets)
             finals.append(final)
         return tuple(finals), ys
 
@@ -179,6 +181,8 @@ class Bidirectional:
     fwd: Any
     bwd: Any
     merge: str = "concat"
+    #: the loop runs both directions (`unroll_time_major`)
+    strategy = Strategy.COMPOSITE
 
     def __post_init__(self):
         if self.merge not in ("concat", "sum"):
@@ -209,10 +213,10 @@ class Bidirectional:
                           key=None, resets=None):
         k_f, k_b = (None, None) if key is None else jax.random.split(key)
         options = dict(lengths=lengths, unroll=unroll, remat=remat, resets=resets)
-        c_f, y_f = self.fwd.unroll_time_major(params["fwd"], xs, carry[0], reverse=reverse,
-                                              key=k_f, **options)
-        c_b, y_b = self.bwd.unroll_time_major(params["bwd"], xs, carry[1],
-                                              reverse=not reverse, key=k_b, **options)
+        c_f, y_f = run(self.fwd, params["fwd"], xs, carry[0], reverse=reverse, key=k_f,
+                       **options)
+        c_b, y_b = run(self.bwd, params["bwd"], xs, carry[1], reverse=not reverse, key=k_b,
+                       **options)
         ys = y_f + y_b if self.merge == "sum" else jnp.concatenate([y_f, y_b], axis=-1)
         return (c_f, c_b), ys
 

@@ -38,15 +38,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-import rnnjax as rj
-from rnnjax import _checks
+from rnnjax import _checks, cells
+from rnnjax.cells import GRU, LSTM, SimpleRNN
+from rnnjax.layers import Bidirectional, Stacked
+from rnnjax.loop import unroll
 
 
 def _uses_dropout(model) -> bool:
     """True when `model` (or a layer inside it) is a `Stacked` with dropout > 0."""
-    if isinstance(model, rj.Stacked):
+    if isinstance(model, Stacked):
         return model.dropout > 0.0 or any(_uses_dropout(layer) for layer in model.layers)
-    if isinstance(model, rj.Bidirectional):
+    if isinstance(model, Bidirectional):
         return _uses_dropout(model.fwd) or _uses_dropout(model.bwd)
     return False
 
@@ -99,7 +101,7 @@ class Cell(nn.RNNCellBase):
 
     @nn.compact
     def __call__(self, carry, x, deterministic: bool | None = None):
-        if not isinstance(self.cell, rj.Cell):
+        if not isinstance(self.cell, cells.Cell):
             raise ValueError(f"cell must be an rnnjax cell (one step), got {self.cell!r}; "
                              f"wrap sequence models such as rj.Bidirectional in rnnjax.linen.RNN")
         x = _checks.float_array("x", x, min_rank=1, layout="[*batch, input_size]")
@@ -166,7 +168,7 @@ class RNN(nn.Module):
         xs = _checks.float_array("xs", xs, rank=3, layout=layout)
         params = _model_params(self, self.model, "xs", xs)
         key = _dropout_key(self, self.model, deterministic)
-        return rj.unroll(self.model, params, xs, carry=carry, seq_lengths=seq_lengths,
+        return unroll(self.model, params, xs, carry=carry, seq_lengths=seq_lengths,
                          reverse=reverse, time_major=self.time_major, unroll=self.unroll,
                          remat=self.remat, key=key)
 
@@ -217,7 +219,7 @@ def from_linen_cell(linen_cell, params):
         need_default("gate_fn", jax.nn.sigmoid)
         need_default("activation_fn", jnp.tanh)
         gates = "ifgo"
-        return rj.LSTM(hidden), {
+        return LSTM(hidden), {
             "W_x": _concat(params, [f"i{g}" for g in gates], "kernel"),
             "W_h": _concat(params, [f"h{g}" for g in gates], "kernel"),
             "b": _concat(params, [f"h{g}" for g in gates], "bias"),
@@ -225,7 +227,7 @@ def from_linen_cell(linen_cell, params):
     if isinstance(linen_cell, nn.GRUCell):
         need_default("gate_fn", jax.nn.sigmoid)
         need_default("activation_fn", jnp.tanh)
-        return rj.GRU(hidden, reset_after=True), {
+        return GRU(hidden, reset_after=True), {
             "W_x": _concat(params, ["ir", "iz", "in"], "kernel"),
             "W_h": _concat(params, ["hr", "hz", "hn"], "kernel"),
             "b": _concat(params, ["ir", "iz", "in"], "bias"),
@@ -236,7 +238,7 @@ def from_linen_cell(linen_cell, params):
             raise ValueError("nn.SimpleCell with residual=True has no rnnjax counterpart")
         named = {jnp.tanh: "tanh", jax.nn.relu: "relu"}
         activation = named.get(linen_cell.activation_fn, linen_cell.activation_fn)
-        return rj.SimpleRNN(hidden, activation=activation), {
+        return SimpleRNN(hidden, activation=activation), {
             "W_x": params["i"]["kernel"],
             "W_h": params["h"]["kernel"],
             "b": params["i"]["bias"],

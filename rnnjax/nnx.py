@@ -43,9 +43,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-import rnnjax as rj
-from rnnjax import _checks
+from rnnjax import _checks, cells
+from rnnjax.layers import Stacked
 from rnnjax.linen import _uses_dropout
+from rnnjax.loop import unroll
 
 # Compiled once per (model, input size, dtype): an eager init (as NNX modules run it)
 # would otherwise dispatch its many small ops one by one. Inside an outer jit it inlines.
@@ -165,8 +166,8 @@ class Cell(_Wrapper, nnx.RNNCellBase):
     def __init__(self, cell, input_size: int | None = None, *, rngs: nnx.Rngs | None = None,
                  params=None, param_dtype: Any = jnp.float32,
                  deterministic: bool | None = None):
-        if not isinstance(cell, rj.Cell) or (isinstance(cell, rj.Stacked) and not all(
-                isinstance(layer, rj.Cell) for layer in cell.layers)):
+        if not isinstance(cell, cells.Cell) or (isinstance(cell, Stacked) and not all(
+                isinstance(layer, cells.Cell) for layer in cell.layers)):
             raise TypeError(f"cell must be an rnnjax cell (one step), got {cell!r}; wrap "
                             f"sequence models such as rj.Bidirectional in rnnjax.nnx.RNN")
         self.cell = cell
@@ -247,7 +248,7 @@ class RNN(_Wrapper):
     def __call__(self, xs, seq_lengths=None, carry=None, reverse: bool = False,
                  deterministic: bool | None = None, rngs=None):
         key = _dropout_key(self, deterministic, rngs)
-        return rj.unroll(self.model, self.get_params(), xs, carry=carry,
+        return unroll(self.model, self.get_params(), xs, carry=carry,
                          seq_lengths=seq_lengths, reverse=reverse, time_major=self.time_major,
                          unroll=self.unroll, remat=self.remat, key=key)
 

@@ -51,9 +51,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-import rnnjax as rj
 from rnnjax import _checks, initializers
 from rnnjax.cells import Cell, make
+from rnnjax.layers import Bidirectional, Dense, Embedding, Stacked
+from rnnjax.loop import unroll
 
 
 class DecoderCarry(NamedTuple):
@@ -72,10 +73,10 @@ def final_state(encoder, carry):
     """The hidden state [B, C] an encoder ends in: a cell's `hidden(carry)`; for a
     `Bidirectional`, the forward and backward final states side by side; for a
     `Stacked`, its top layer's."""
-    if isinstance(encoder, rj.Bidirectional):
+    if isinstance(encoder, Bidirectional):
         return jnp.concatenate([final_state(encoder.fwd, carry[0]),
                                 final_state(encoder.bwd, carry[1])], axis=-1)
-    if isinstance(encoder, rj.Stacked):
+    if isinstance(encoder, Stacked):
         return final_state(encoder.layers[-1], carry[-1])
     return encoder.hidden(carry)
 
@@ -99,10 +100,7 @@ class EncoderDecoder:
             _checks.positive_int(name, getattr(self, name))
         if self.attention_size is not None:
             _checks.positive_int("attention_size", self.attention_size)
-        if not all(hasattr(self.encoder, a) for a in ("init", "unroll_time_major",
-                                                      "output_size")):
-            raise TypeError(f"encoder must be a cell, rj.Stacked or rj.Bidirectional, got "
-                            f"{type(self.encoder).__name__}")
+        _checks.sequence_model("encoder", self.encoder)
         if not isinstance(self.decoder_cell, Cell):
             raise TypeError(f"decoder_cell must be a cell (one step at a time), got "
                             f"{type(self.decoder_cell).__name__}")
@@ -114,10 +112,10 @@ class EncoderDecoder:
 
     @property
     def _parts(self):
-        return {"source_embed": rj.Embedding(self.source_vocab_size, self.embed_size),
-                "target_embed": rj.Embedding(self.target_vocab_size, self.embed_size),
-                "bridge": rj.Dense(self.decoder_cell.hidden_size),
-                "readout": rj.Dense(self.target_vocab_size)}
+        return {"source_embed": Embedding(self.source_vocab_size, self.embed_size),
+                "target_embed": Embedding(self.target_vocab_size, self.embed_size),
+                "bridge": Dense(self.decoder_cell.hidden_size),
+                "readout": Dense(self.target_vocab_size)}
 
     def init(self, key, dtype=jnp.float32) -> dict:
         """The params dict of the module's layout: embeddings N(0, 1), Dense layers and
@@ -175,7 +173,7 @@ class EncoderDecoder:
     def _start(self, params, source, source_lengths) -> DecoderCarry:
         """Encode the sources; the decoder's carry with h_0 = tanh(c W + b)."""
         xs = self._parts["source_embed"](params["source_embed"], source)
-        carry, annotations = rj.unroll(self.encoder, params["encoder"], xs,
+        carry, annotations = unroll(self.encoder, params["encoder"], xs,
                                        seq_lengths=source_lengths)
         context = final_state(self.encoder, carry)
         h0 = jnp.tanh(self._parts["bridge"](params["bridge"], context))
@@ -229,7 +227,7 @@ class EncoderDecoder:
         if self.attention_size is None:
             context = jnp.broadcast_to(carry.context[:, None, :],
                                        embedded.shape[:2] + carry.context.shape[-1:])
-            _, hidden = rj.unroll(self.decoder_cell, params["decoder"],
+            _, hidden = unroll(self.decoder_cell, params["decoder"],
                                   jnp.concatenate([embedded, context], axis=-1), carry.state)
         else:
             def body(carry, embedded_t):
@@ -281,7 +279,7 @@ def encoder_decoder(source_vocab_size: int, target_vocab_size: int, *, cell: str
     `hidden` units when `attention`."""
     encoder = make(cell, hidden, **cell_options)
     if bidirectional:
-        encoder = rj.Bidirectional(encoder, make(cell, hidden, **cell_options))
+        encoder = Bidirectional(encoder, make(cell, hidden, **cell_options))
     return EncoderDecoder(source_vocab_size, target_vocab_size, encoder,
                           make(cell, hidden, **cell_options), embed,
                           hidden if attention else None)

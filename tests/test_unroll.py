@@ -1,6 +1,8 @@
 """Invariants of the time loop: variable lengths, reversal, layouts, jit/unroll/remat,
 and the combinators."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,9 +94,9 @@ def test_jit_unroll_and_remat_agree(name):
 @pytest.mark.parametrize("chunk", [1, 3, 4, 11, 16])
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_lstm_chunked_remat_equals_stored_residuals(chunk, with_lengths):
-    """The chunked backward (run_loop_rule chunk=K, T=11: padded chunks for K=3, 4, 16)
+    """The chunked backward (run_rule chunk=K, T=11: padded chunks for K=3, 4, 16)
     gives the same outputs, final carry and every gradient as keeping all steps."""
-    from rnnjax.cells.loop_rule import run_loop_rule
+    from rnnjax.loop.rules import run_rule
     cell = CELLS["lstm"]
     params, xs = setup(cell, 3, 11, seed=4)
     xs = jnp.swapaxes(xs, 0, 1)
@@ -103,12 +105,51 @@ def test_lstm_chunked_remat_equals_stored_residuals(chunk, with_lengths):
     alive = (jnp.arange(11)[:, None] < jnp.array([11, 5, 0])[None, :]) if with_lengths else None
 
     def loss(params, xs, h0, c0, chunk):
-        (h, c), ys = run_loop_rule(cell.loop_rule, params, xs, (h0, c0), alive, 1, chunk)
+        (h, c), ys = run_rule(cell.loop_rule, params, xs, (h0, c0), alive, None, 1, chunk)
         return jnp.sum(jnp.sin(ys)) + jnp.sum(h ** 2) + jnp.sum(c ** 3), (h, c, ys)
 
     grad = jax.jit(jax.value_and_grad(loss, argnums=range(4), has_aux=True), static_argnums=4)
     args = (params, xs, h0, c0)
     assert_trees_close(grad(*args, chunk), grad(*args, None), atol=1e-5)
+
+
+RULED = {"lstm": lambda use: rj.LSTM(4, use_loop_rule=use),
+         "gru": lambda use: rj.GRU(4, use_loop_rule=use),
+         "gru_reset_after": lambda use: rj.GRU(4, reset_after=True, use_loop_rule=use),
+         "tanh": lambda use: rj.SimpleRNN(4, use_loop_rule=use),
+         "relu": lambda use: rj.SimpleRNN(4, activation="relu", use_loop_rule=use)}
+
+
+@pytest.mark.parametrize("name", RULED)
+@pytest.mark.parametrize("reverse, remat", [(False, False), (True, False), (False, True)])
+def test_loop_rules_keep_resets_and_match_autodiff_of_the_scan(name, reverse, remat):
+    """With resets (and lengths) the hand-written backward passes run, and give the
+    outputs, final carry and gradients (params, inputs, initial carry) of autodiff
+    through the generic scan, in float64; remat=True runs the chunked backward (T=9:
+    chunks of 3)."""
+    ruled, plain = RULED[name](True), RULED[name](False)
+    with jax.enable_x64(True):
+        params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64),
+                                        ruled.init(jax.random.key(3), 3))
+        xs = jax.random.normal(jax.random.key(4), (4, 9, 3), jnp.float64)
+        carry = jax.tree_util.tree_map(
+            lambda a: jax.random.normal(jax.random.key(5), a.shape, jnp.float64),
+            ruled.initial_carry((4,)))
+        resets = jnp.zeros((4, 9), bool).at[0, 3].set(True).at[1, 1].set(True) \
+            .at[1, 5].set(True).at[2, 0].set(True).at[3, 6].set(True)
+        lengths = jnp.array([9, 7, 4, 6])
+
+        def loss(cell, p, x, c):
+            final, ys = rj.unroll(cell, p, x, c, seq_lengths=lengths, resets=resets,
+                                  reverse=reverse, remat=remat)
+            leaves = jax.tree_util.tree_leaves(final)
+            return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(l ** 2) for l in leaves)
+
+        got = jax.value_and_grad(partial(loss, ruled), argnums=(0, 1, 2))(params, xs, carry)
+        want = jax.value_and_grad(partial(loss, plain), argnums=(0, 1, 2))(params, xs, carry)
+        assert_trees_close(got, want, atol=1e-12)
+        assert ruled.strategy is rj.cells.Strategy.LOOP_RULE
+        assert plain.strategy is rj.cells.Strategy.SCAN
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])

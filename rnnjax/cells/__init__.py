@@ -1,6 +1,6 @@
 """Recurrent cells: pure functions with their config in frozen dataclasses."""
 
-from rnnjax.cells.base import Cell
+from rnnjax.cells.base import Cell, StepRule, Strategy
 from rnnjax.cells.clockwork import ClockworkCarry, ClockworkRNN
 from rnnjax.cells.gru import GRU
 from rnnjax.cells.linear import LRU, LinearRecurrence, MinGRU, MinLSTM
@@ -44,5 +44,7 @@ __all__ = [
     "MinLSTM",
     "PeepholeLSTM",
     "SimpleRNN",
+    "StepRule",
+    "Strategy",
     "make",
 ]

@@ -15,22 +15,25 @@ input). `cell(params, carry, x)` is `step(params, carry, project_inputs(params, 
 `hidden(carry)` and `replace_hidden(carry, h)` expose the hidden state h that the
 cell emits, for probes that perturb or read it.
 
-A cell may also have a loop rule (`loop_rule`, a `rnnjax.cells.loop_rule.LoopRule`):
-its whole time loop with a hand-written backward pass, which `rj.unroll` runs instead
-of scanning `step`. The LSTM, the GRU and the SimpleRNN with a named activation have
-one, switched by their `use_loop_rule` field (False: autodiff of the scanned step,
-which forward-mode autodiff through `rj.unroll` needs); other cells return None.
+A cell holds its math only; it never imports the time loop. It declares how the loop
+may run it with `strategy` (a `Strategy`), and `rnnjax.loop` acts on that declaration:
+`SCAN` (a `lax.scan` of `step`, the default), `LOOP_RULE` (the cell also gives a
+`StepRule`, `loop_rule`: its step with a hand-written backward pass; the LSTM, the GRU
+and the SimpleRNN with a named activation, switched by their `use_loop_rule` field),
+`LINEAR` (a recurrence linear in the carry, `rnnjax.cells.linear`: an associative
+scan) and `COMPOSITE` (a model made of other models that runs them itself through
+`rnnjax.loop.run`: `Stacked`, `Bidirectional`).
 
 Everything `rj.unroll` needs of a model (`init`, `input_size_of`, `initial_carry`,
-`output_size`, `unroll_time_major`) is the `SequenceModel` protocol. A cell meets it
-by scanning its step; `Bidirectional`, and a `Stacked` that holds one, meet it
-without having a step.
+`output_size`, `strategy`; `unroll_time_major` for a composite) is the
+`SequenceModel` protocol.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -41,11 +44,48 @@ Params = dict
 Carry = Any
 
 
+class Strategy(enum.Enum):
+    """How the time loop (`rnnjax.loop`) runs a model: each model declares one."""
+
+    #: `lax.scan` of `cell.step`, the input matmul of all steps outside the loop
+    SCAN = "scan"
+    #: the cell's `StepRule`: a loop whose backward pass is written by hand
+    LOOP_RULE = "loop_rule"
+    #: h_t = a_t h_{t-1} + b_t: `jax.lax.associative_scan` (`rnnjax.cells.linear`)
+    LINEAR = "linear"
+    #: a model of models that runs its parts itself (`model.unroll_time_major`)
+    COMPOSITE = "composite"
+
+
+class StepRule(NamedTuple):
+    """One cell step with a hand-written backward pass; `rnnjax.loop.rules` runs the
+    time loop around it (masking, resets, remat) and differentiates it by hand.
+
+    forward(params, carry, x_t) -> (carry, y, residuals): one step from the raw input
+        x_t [B, I]; carry and the returned carry are tuples of the carry's leaves.
+    backward_weights(params) -> w: what `backward` reads of the params, prepared once
+        outside the loop (transposes).
+    backward(w, residuals, y, dcarry, dy) -> (dcarry_start, step_grads): one step's
+        cotangents: of the carry it started from, and of its pre-activations.
+    grads(params, xs, saved, step_grads) -> (dparams, dxs): the weight and input
+        gradients of all steps at once (one matmul over all T*B rows each); `saved`
+        is a `rnnjax.loop.rules.Saved`.
+    """
+
+    forward: Callable
+    backward_weights: Callable
+    backward: Callable
+    grads: Callable
+
+
 class SequenceModel(Protocol):
     """What `rj.unroll` runs: a cell, a `Stacked` or a `Bidirectional`."""
 
     @property
     def output_size(self) -> int: ...
+
+    @property
+    def strategy(self) -> Strategy: ...
 
     def init(self, key, input_size: int, dtype=...) -> Any: ...
 
@@ -53,8 +93,8 @@ class SequenceModel(Protocol):
 
     def initial_carry(self, batch_shape=(), dtype=...) -> Any: ...
 
-    def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
-                          key, resets=None): ...
+    # a model whose strategy is COMPOSITE also has
+    # unroll_time_major(params, xs, carry, *, lengths, reverse, unroll, remat, key, resets)
 
 
 class Cell:
@@ -127,21 +167,16 @@ class Cell:
         x = checked_step_input(self, params, carry, x)
         return self.step(params, carry, self.project_inputs(params, x))
 
-    # -- the time loop ----------------------------------------------------------
+    # -- what the time loop may do with it --------------------------------------
     @property
-    def loop_rule(self):
-        """The time loop with a hand-written backward pass, or None: `rj.unroll` then
-        scans `step` (see the module doc)."""
+    def loop_rule(self) -> StepRule | None:
+        """The step with a hand-written backward pass, or None (see the module doc)."""
         return None
 
-    def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
-                          key=None, resets=None):
-        """The `SequenceModel` loop: `rnnjax.time_loop.scan_cell` (the key is unused)."""
-        del key
-        from rnnjax.time_loop import scan_cell  # the loop module imports the cells
-
-        return scan_cell(self, params, xs, carry, lengths=lengths, reverse=reverse,
-                         unroll=unroll, remat=remat, resets=resets)
+    @property
+    def strategy(self) -> Strategy:
+        """`LOOP_RULE` when the cell gives a `loop_rule`, else `SCAN`."""
+        return Strategy.SCAN if self.loop_rule is None else Strategy.LOOP_RULE
 
 
 def checked_step_input(model, params, carry, x):
@@ -157,3 +192,9 @@ def checked_step_input(model, params, carry, x):
 def split_gates(a, n: int):
     """Split the last axis into `n` equal gate blocks."""
     return jnp.split(a, n, axis=-1)
+
+
+def rows(a):
+    """[T, B, n] -> [T*B, n]: all steps as the rows of one matmul (the loop rules'
+    weight gradients)."""
+    return a.reshape(-1, a.shape[-1])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from rnnjax import initializers
-from rnnjax.cells import gru_rule
-from rnnjax.cells.base import Cell, split_gates
+from rnnjax.cells.base import Cell, StepRule, rows, split_gates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,7 @@ class GRU(Cell):
     the output are h [*batch, H].
 
     `use_loop_rule=True` (default): `rj.unroll` runs the loop with a hand-written
-    backward pass (`rnnjax.cells.gru_rule`); reverse-mode only: set
+    backward pass (`loop_rule`); reverse-mode only: set
     `use_loop_rule=False` for forward-mode autodiff through `rj.unroll`.
     """
 
@@ -61,22 +61,94 @@ class GRU(Cell):
 
     @property
     def loop_rule(self):
-        return gru_rule.loop_rule(self.reset_after) if self.use_loop_rule else None
+        return _rule(self.reset_after) if self.use_loop_rule else None
 
     def step(self, params, carry, xp):
         h = carry
-        x_r, x_z, x_n = split_gates(xp, 3)
-        w_h = params["W_h"]
-        hidden = self.hidden_size
-        if self.reset_after:
-            h_r, h_z, h_n = split_gates(h @ w_h, 3)
-            r = jax.nn.sigmoid(x_r + h_r)
-            z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + r * (h_n + params["b_hn"]))
-        else:
-            h_r, h_z = split_gates(h @ w_h[:, :2 * hidden], 2)
-            r = jax.nn.sigmoid(x_r + h_r)
-            z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + (r * h) @ w_h[:, 2 * hidden:])
+        _, z, n, _ = _gates(params, h, xp, self.reset_after)
         h = (1.0 - z) * n + z * h
         return h, h
+
+
+def _gates(params, h, a, reset_after):
+    """The gates r, z, the candidate n and (reset_after) m = h W_hn + b_hn of one step,
+    from a = x W_x + b [.., 3H] and the previous h."""
+    w_h = params["W_h"]
+    hidden = w_h.shape[0]
+    a_r, a_z, a_n = split_gates(a, 3)
+    if reset_after:
+        u_r, u_z, u_n = split_gates(h @ w_h, 3)
+        r, z = jax.nn.sigmoid(a_r + u_r), jax.nn.sigmoid(a_z + u_z)
+        m = u_n + params["b_hn"]
+        return r, z, jnp.tanh(a_n + r * m), m
+    u_r, u_z = split_gates(h @ w_h[:, :2 * hidden], 2)
+    r, z = jax.nn.sigmoid(a_r + u_r), jax.nn.sigmoid(a_z + u_z)
+    return r, z, jnp.tanh(a_n + (r * h) @ w_h[:, 2 * hidden:]), None
+
+
+# -- the loop rules: one step and its hand-written backward --------------------------
+# With a = x W_x + b and u = h W_h (blocks r, z, n), the loop rule writes the new state
+# as h_t = n + z * (h_{t-1} - n) (one multiply fewer than the step's form; the two
+# agree to rounding). The backward emits dA [B, 3H], the gradient of the input-side
+# pre-activations (its r and z blocks are also their recurrent-side gradients), and
+# with reset_after dm [B, H], the gradient of m; the weight gradients follow as
+# matmuls over all steps.
+
+def _rule_forward(params, carry, x_t, reset_after):
+    (h,) = carry
+    r, z, n, m = _gates(params, h, x_t @ params["W_x"] + params["b"], reset_after)
+    h_new = n + z * (h - n)
+    return (h_new,), h_new, (h, r, z, n) if m is None else (h, r, z, n, m)
+
+
+def _rule_weights(params):
+    w_h = params["W_h"]
+    hidden = w_h.shape[0]
+    return w_h.T, w_h[:, :2 * hidden].T, w_h[:, 2 * hidden:].T
+
+
+def _rule_backward(weights, residuals, y, dcarry, dy, reset_after):
+    del y
+    w_h_t, w_h_rz_t, w_h_n_t = weights
+    (dh,) = dcarry
+    h_prev, r, z, n = residuals[:4]
+    dh_total = dh + dy
+    dn_pre = dh_total * (1.0 - z) * (1.0 - n ** 2)
+    dz_pre = dh_total * (h_prev - n) * z * (1.0 - z)
+    if reset_after:
+        m = residuals[4]
+        dr_pre = dn_pre * m * r * (1.0 - r)
+        dm = dn_pre * r
+        du = jnp.concatenate([dr_pre, dz_pre, dm], axis=-1)
+        dh_prev = dh_total * z + du @ w_h_t
+        return (dh_prev,), (jnp.concatenate([dr_pre, dz_pre, dn_pre], axis=-1), dm)
+    dq = dn_pre @ w_h_n_t  # q = r * h_prev feeds n through W_hn
+    dr_pre = dq * h_prev * r * (1.0 - r)
+    du_rz = jnp.concatenate([dr_pre, dz_pre], axis=-1)
+    dh_prev = dh_total * z + dq * r + du_rz @ w_h_rz_t
+    return (dh_prev,), (jnp.concatenate([du_rz, dn_pre], axis=-1),)
+
+
+def _rule_grads(params, xs, saved, emitted, reset_after):
+    hidden = params["W_h"].shape[0]
+    da = rows(emitted[0])
+    h_prev = rows(saved.steps[0])
+    dw_h_rz = h_prev.T @ da[:, :2 * hidden]
+    dparams = {"W_x": rows(xs).T @ da, "b": da.sum(axis=0)}
+    if reset_after:
+        dm = rows(emitted[1])
+        dparams["W_h"] = jnp.concatenate([dw_h_rz, h_prev.T @ dm], axis=1)
+        dparams["b_hn"] = dm.sum(axis=0)
+    else:
+        q = rows(saved.steps[1]) * h_prev  # r * h_prev of every step
+        dparams["W_h"] = jnp.concatenate([dw_h_rz, q.T @ da[:, 2 * hidden:]], axis=1)
+    return dparams, emitted[0] @ params["W_x"].T
+
+
+@functools.cache
+def _rule(reset_after: bool) -> StepRule:
+    """The GRU's rule for either form (cached: one object per form, a static argument
+    of the compiled loop)."""
+    return StepRule(functools.partial(_rule_forward, reset_after=reset_after), _rule_weights,
+                    functools.partial(_rule_backward, reset_after=reset_after),
+                    functools.partial(_rule_grads, reset_after=reset_after))

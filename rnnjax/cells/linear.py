@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import _checks, initializers
-from rnnjax.cells.base import Cell, split_gates
+from rnnjax.cells.base import Cell, Strategy, split_gates
 
 
 class LinearRecurrence(Cell):
@@ -36,6 +36,11 @@ class LinearRecurrence(Cell):
 
     #: run `jax.lax.associative_scan` in `rj.unroll` (False: a sequential scan)
     parallel_scan: bool = True
+
+    @property
+    def strategy(self) -> Strategy:
+        """`LINEAR`: the loop runs `rnnjax.loop.associative` on the coefficients."""
+        return Strategy.LINEAR
 
     def coefficients(self, params, xp):
         """(a, b) with h_t = a * h_{t-1} + b, from the projected input xp [..., K]."""

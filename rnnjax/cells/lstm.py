@@ -10,8 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import _checks, initializers
-from rnnjax.cells import lstm_rule
-from rnnjax.cells.base import Cell, split_gates
+from rnnjax.cells.base import Cell, StepRule, rows, split_gates
 
 
 class LSTMCarry(NamedTuple):
@@ -64,7 +63,7 @@ class LSTM(_LSTMState):
     The carry is `LSTMCarry(h, c)`, each [*batch, H]; the output is h.
 
     `use_loop_rule=True` (default): `rj.unroll` runs the loop with a hand-written
-    backward pass (`rnnjax.cells.lstm_rule`, faster; see benchmarks/NOTES.md). It
+    backward pass (`loop_rule`, faster; see benchmarks/NOTES.md). It
     supports reverse-mode only: set `use_loop_rule=False` for forward-mode autodiff
     (`jax.jvp`, `jax.jacfwd`) through `rj.unroll`. The step is plain jax either way.
 
@@ -83,14 +82,56 @@ class LSTM(_LSTMState):
     chrono: float | None = None
 
     def step(self, params, carry, xp):
-        i, f, g, o = split_gates(xp + carry.h @ params["W_h"], 4)
-        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        h, c, _ = _update(xp + carry.h @ params["W_h"], carry.c)
         return LSTMCarry(h, c), h
 
     @property
     def loop_rule(self):
-        return lstm_rule.loop_rule() if self.use_loop_rule else None
+        return _RULE if self.use_loop_rule else None
+
+
+def _update(z, c):
+    """The LSTM's new (h, c) from the gate pre-activations z = [i, f, g, o] and the
+    previous c, with the gate values the backward pass reads."""
+    i, f, g, o = split_gates(z, 4)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c_new = f * c + i * g
+    tanh_c = jnp.tanh(c_new)
+    return o * tanh_c, c_new, (i, f, g, o, tanh_c)
+
+
+# -- the loop rule: one step and its hand-written backward ---------------------------
+# The backward carries (dh, dc) and emits dz [B, 4H], the gradient of the gate
+# pre-activations, which is both dA (input side) and dU (recurrent side).
+
+def _rule_forward(params, carry, x_t):
+    h, c = carry
+    h_new, c_new, gates = _update(x_t @ params["W_x"] + h @ params["W_h"] + params["b"], c)
+    return (h_new, c_new), h_new, (h, c, *gates)
+
+
+def _rule_backward(w_h_t, residuals, y, dcarry, dy):
+    del y
+    dh, dc = dcarry
+    _, c_prev, i, f, g, o, tanh_c = residuals
+    dh_total = dh + dy
+    do = dh_total * tanh_c
+    dc_total = dc + dh_total * o * (1.0 - tanh_c ** 2)
+    dz = jnp.concatenate([dc_total * g * i * (1.0 - i),
+                          dc_total * c_prev * f * (1.0 - f),
+                          dc_total * i * (1.0 - g ** 2),
+                          do * o * (1.0 - o)], axis=-1)
+    return (dz @ w_h_t, dc_total * f), dz
+
+
+def _rule_grads(params, xs, saved, dz):
+    dz_rows = rows(dz)
+    dparams = {"W_x": rows(xs).T @ dz_rows, "W_h": rows(saved.steps[0]).T @ dz_rows,
+               "b": dz_rows.sum(axis=0)}
+    return dparams, dz @ params["W_x"].T
+
+
+_RULE = StepRule(_rule_forward, lambda params: params["W_h"].T, _rule_backward, _rule_grads)
 
 
 @dataclasses.dataclass(frozen=True)

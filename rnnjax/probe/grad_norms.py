@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax.loop.api import unroll
 from rnnjax.probe.jacobians import carry_codec, hidden_mask
-from rnnjax.time_loop import unroll
 
 
 def scaled_norm(v, axis=-1):

@@ -38,6 +38,8 @@ import numpy as np
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax.cells.base import Strategy
+from rnnjax.loop.dispatch import run
 
 
 def tbptt_value_and_grad(model, params, xs, targets, loss_fn: Callable, k1: int, k2: int,
@@ -183,8 +185,7 @@ def _tbptt(model, params, xs, targets, loss_fn, k1, k2, carry, lengths):
 
         def advance(c, inputs):
             x_block, start = inputs
-            new, _ = model.unroll_time_major(frozen, x_block, c, lengths=shifted(start),
-                                             reverse=False, unroll=1, remat=False)
+            new, _ = run(model, frozen, x_block, c, lengths=shifted(start))
             return new, c
 
         last, carries = lax.scan(advance, carry, (xb, jnp.arange(blocks) * grain))
@@ -206,8 +207,7 @@ def _tbptt(model, params, xs, targets, loss_fn, k1, k2, carry, lengths):
             lambda t: lax.dynamic_slice_in_dim(t, j * k1, k1, axis=1), targets)
 
         def chunk_loss(p):
-            c_end, ys = model.unroll_time_major(p, x_window, c0, lengths=shifted(start),
-                                                reverse=False, unroll=1, remat=False)
+            c_end, ys = run(model, p, x_window, c0, lengths=shifted(start))
             # Windows clipped at step 0 run past the chunk's end; those later steps
             # never reach the loss (nor its gradient).
             ys = lax.dynamic_slice_in_dim(ys, j * k1 - start, k1, axis=0)
@@ -253,8 +253,10 @@ class SubParams:
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         return self.model.initial_carry(batch_shape, dtype)
 
+    #: the loop runs `model` on its part of the params
+    strategy = Strategy.COMPOSITE
+
     def unroll_time_major(self, params, xs, carry, *, lengths, reverse, unroll, remat,
                           key=None, resets=None):
-        return self.model.unroll_time_major(params[self.key], xs, carry, lengths=lengths,
-                                            reverse=reverse, unroll=unroll, remat=remat,
-                                            key=key, resets=resets)
+        return run(self.model, params[self.key], xs, carry, lengths=lengths,
+                   reverse=reverse, unroll=unroll, remat=remat, key=key, resets=resets)
