@@ -46,8 +46,8 @@ def label(k: int) -> str:
 
 
 def reached(result: dict, level: float):
-    """The first evaluated step at which the median test loss is within the tolerance
-    of `level`, or None."""
+    """The first evaluated step at which the median test loss is at most `level` plus
+    the tolerance, or None."""
     for step, losses in result["curve"]:
         if np.median(losses) <= level + mt.LEVEL_TOLERANCE:
             return step
