@@ -217,7 +217,7 @@ def on_trained(fn, run: Trained) -> np.ndarray:
 LATER_SETTINGS = {
     # --scan of the linear-recurrences study; before it, a linear recurrence trained with
     # its default, the associative scan (runs saved "options": {})
-    ("options", "cell_options", "parallel_scan"): True,
+    ("options", "parallel_scan"): True,
 }
 
 
