@@ -297,10 +297,10 @@ def train_cell(cell: str, data: Data, args) -> dict:
                 "eval_every": args.eval_every}
     common.claim_run_dir(run_dir, settings, steps)
     try:
-        state, history = fit(common.with_evaluation(step, evaluate, args.eval_every), state,
-                             batch_fn(data.train, args.seq_len, args.lr, steps), steps,
-                             run_dir, checkpoint_every=args.checkpoint_every,
+        state, history = fit(step, state, batch_fn(data.train, args.seq_len, args.lr, steps),
+                             steps, run_dir, checkpoint_every=args.checkpoint_every,
                              log_every=math.gcd(args.eval_every, max(1, args.eval_every // 10)),
+                             evaluate=evaluate, eval_every=args.eval_every,
                              desc=f"char_lm {cell}")
         params = state.params
     except FloatingPointError as error:   # reported as diverged, with what was logged

@@ -188,11 +188,13 @@ def train(run_dir: Path, init, loss_fn, batch_fn, args, *, hyper: dict, settings
     initial = state.params
     step = sweep_step(make_train_step(loss_fn, optimizer_fn(**hyper), clip_norm=clip))
     if evaluate is not None:
-        step, log_every = with_evaluation(step, evaluate, eval_every), eval_every
+        log_every = eval_every  # a record at each evaluation, none between
+    else:
+        eval_every = None
     try:
         state, history = fit(step, state, jax.jit(batch_fn), args.steps, run_dir,
                              checkpoint_every=args.checkpoint_every, log_every=log_every,
-                             desc=desc)
+                             evaluate=evaluate, eval_every=eval_every, desc=desc)
     except FloatingPointError as error:
         # fit stops at the first non-finite loss (of any model): the run is reported as
         # diverged, with the records it logged up to there
@@ -209,25 +211,30 @@ def on_trained(fn, run: Trained) -> np.ndarray:
     return np.asarray(fn(run.params))
 
 
-def with_evaluation(step, evaluate, every: int):
-    """`step` whose metrics also hold `evaluate(params)` when the state's step is a
-    multiple of `every` (evaluated before the update, like the loss)."""
-    def evaluated_step(state, batch):
-        new_state, metrics = step(state, batch)
-        if int(np.max(jax.device_get(state.step))) % every == 0:
-            metrics = {**metrics, **evaluate(state.params)}
-        return new_state, metrics
-
-    return evaluated_step
+#: settings that runs record only since a later version, as paths of keys into the
+#: settings, with the value that runs saved before then used: `claim_run_dir` compares a
+#: saved run that lacks one (where the settings now have it) as if it held that value
+LATER_SETTINGS = {
+    # --scan of the linear-recurrences study; before it, a linear recurrence trained with
+    # its default, the associative scan (runs saved "options": {})
+    ("options", "parallel_scan"): True,
+}
 
 
-def claim_run_dir(run_dir: Path, settings: dict, steps: int) -> None:
+def claim_run_dir(run_dir: Path, settings: dict, steps: int, *,
+                  later: dict = LATER_SETTINGS) -> None:
     """Record `settings` in run_dir/settings.json; raise when run_dir holds a checkpoint
-    of a run with other settings, or one past `steps` (a run may only be extended)."""
+    of a run with other settings, or one past `steps` (a run may only be extended).
+
+    A setting that `later` names and the saved run lacks counts as the value `later`
+    gives it: the one that run used, recorded or not.
+    """
     path = run_dir / "settings.json"
     done = [int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit()]
     if done and path.exists():
         saved = json.loads(path.read_text())
+        for keys, value in later.items():
+            saved = _with_missing(saved, settings, keys, value)
         changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         if changed:
             raise ValueError(f"{run_dir} holds a run with other settings (saved, now: "
@@ -236,6 +243,17 @@ def claim_run_dir(run_dir: Path, settings: dict, steps: int) -> None:
         raise ValueError(f"{run_dir} holds a run at step {max(done)}, past --steps {steps}: "
                          f"pass another --out, or remove {run_dir}")
     write_json(path, settings)
+
+
+def _with_missing(saved: dict, now: dict, keys: tuple, value) -> dict:
+    """`saved` with `value` at the path `keys` where `now` has that path and `saved`
+    lacks it; otherwise `saved` as it is."""
+    if not (isinstance(saved, dict) and isinstance(now, dict) and keys[0] in now):
+        return saved
+    if len(keys) == 1:
+        return saved if keys[0] in saved else {**saved, keys[0]: value}
+    inner = saved.get(keys[0], {})
+    return {**saved, keys[0]: _with_missing(inner, now[keys[0]], keys[1:], value)}
 
 
 def series(history: list[dict], key: str):

@@ -6,9 +6,15 @@
 >>> carry, ys = rj.unroll(cell, params, jax.numpy.ones((2, 5, 3)))
 >>> ys.shape
 (2, 5, 8)
+
+The parts that need a heavy optional dependency load on first use, so `import rnnjax`
+pulls in neither flax.linen nor matplotlib: `rj.vision` (convolutional encoders, Flax),
+`rj.linen` and `rj.nnx` (our cells in Flax models), `rj.models`.
 """
 
-from rnnjax import crf, decode, filters, initializers, interop, seq2seq, vision
+import importlib
+
+from rnnjax import crf, decode, filters, initializers, interop, seq2seq
 from rnnjax._checks import InputTypeError, checked
 from rnnjax.cells import (
     GRU,
@@ -29,6 +35,27 @@ from rnnjax.layers import Bidirectional, Dense, Embedding, Stacked
 from rnnjax.loop import reverse_within_lengths, unroll
 
 __version__ = "0.1.0"
+
+#: submodules loaded on first access as attributes (`rj.vision`): each needs a heavy
+#: optional dependency (Flax), and none of them is imported by the modules above
+LAZY_SUBMODULES = ("linen", "models", "nnx", "vision")
+
+
+def __getattr__(name: str):
+    if name not in LAZY_SUBMODULES:
+        raise AttributeError(f"module 'rnnjax' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(f"rnnjax.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"rnnjax.{name}":  # a missing dependency: say which
+            raise
+        raise AttributeError(f"module 'rnnjax' has no attribute {name!r}") from None
+    return module  # the import also set it as an attribute: __getattr__ runs once
+
+
+def __dir__():
+    return sorted(set(globals()) | set(LAZY_SUBMODULES))
+
 
 __all__ = [
     "GRU",
@@ -55,6 +82,8 @@ __all__ = [
     "filters",
     "initializers",
     "interop",
+    "linen",
+    "nnx",
     "reverse_within_lengths",
     "seq2seq",
     "unroll",

@@ -64,7 +64,7 @@ def flat_params(state) -> np.ndarray:
 
 
 def main(out_dir, num_steps, checkpoint_every, sleep, params_path):
-    from rnnjax.train.loop import fit
+    from rnnjax.train import fit
 
     def slow_batch_fn(step):
         time.sleep(sleep)  # room for the test to kill the run mid-way

@@ -24,9 +24,8 @@ import sweep_devices as sd
 from jax.experimental.multihost_utils import process_allgather
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rnnjax.train import make_train_step
-from rnnjax.train.loop import _storable as storable  # typed keys as raw data
-from rnnjax.train.loop import fit
+from rnnjax.train import fit, make_train_step
+from rnnjax.train.checkpoints import _storable as storable  # typed keys as raw data
 from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_step
 
 DEVICES_PER_PROCESS = 2

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from loop_worker import batch_fn, flat_params, problem
 
-from rnnjax.train.loop import fit, plot_metrics, read_metrics
+from rnnjax.train import fit, plot_metrics, read_metrics
 
 WORKER = os.path.join(os.path.dirname(__file__), "loop_worker.py")
 

@@ -14,8 +14,7 @@ import pytest
 from loop_worker import problem
 from test_loop import assert_log_continues, assert_same_state, run, steps_on_disk
 
-from rnnjax.train import init_state, make_train_step
-from rnnjax.train.loop import fit, read_metrics
+from rnnjax.train import fit, init_state, make_train_step, read_metrics
 
 # After a failed read, TensorStore's threads print "Event loop is closed" tracebacks
 # that pytest reports as unraisable exceptions; they are harmless here.

@@ -25,8 +25,7 @@ import pytest
 import sweep_devices as sd
 import sweep_processes as sp
 
-from rnnjax.train import make_train_step
-from rnnjax.train.loop import read_metrics
+from rnnjax.train import make_train_step, read_metrics
 from rnnjax.train.sweep import sweep_states, sweep_step
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -48,7 +48,7 @@ def reference_cross_entropies() -> dict[str, float]:
 
     Each is the conditional entropy H(y | what the predictor sees), computed exactly
     by enumerating the four equally likely (x_(t-3), x_(t-8)): 0.6616, 0.5192 and
-    0.4544. The lectures print 0.66, 0.51 and 0.45, the values truncated to two
+    0.4545. The lectures print 0.66, 0.51 and 0.45, the values truncated to two
     decimals (rounding would give 0.52 for the second).
     """
     cases = [(a, b) for a in (0, 1) for b in (0, 1)]  # each with probability 1/4

@@ -1,7 +1,18 @@
-"""Training: a jit-compiled optax step, masked losses, truncated BPTT, checkpointed
-loops that resume, and sweeps over seeds and hyperparameters with vmap."""
+"""Training: a jit-compiled optax step, masked losses, truncated BPTT, a loop that
+checkpoints, resumes, evaluates and logs, and sweeps over seeds and hyperparameters
+with vmap.
 
-from rnnjax.train.loop import fit, plot_metrics, read_metrics
+    step.py         TrainState and the optax step
+    losses.py       masked losses and metrics
+    tbptt.py        truncated BPTT
+    fitting.py      fit: the loop over steps (evaluation every n steps, loggers, NaN stop)
+    checkpoints.py  saving and resuming a state, damaged checkpoints set aside
+    metrics.py      records, the Logger protocol, metrics.jsonl, read_metrics, plot_metrics
+    sweep.py        many models (seeds x hyperparameters) in one step, over devices
+    provenance.py   versions, devices, git commit and command of a run
+"""
+
+from rnnjax.train.fitting import fit
 from rnnjax.train.losses import (
     accuracy,
     bits_per_char,
@@ -10,12 +21,14 @@ from rnnjax.train.losses import (
     softmax_cross_entropy,
     step_mask,
 )
+from rnnjax.train.metrics import Logger, plot_metrics, read_metrics
 from rnnjax.train.provenance import environment
 from rnnjax.train.step import TrainState, init_state, make_train_step
 from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_step
 from rnnjax.train.tbptt import SubParams, tbptt_loss, tbptt_value_and_grad
 
 __all__ = [
+    "Logger",
     "SubParams",
     "TrainState",
     "accuracy",
