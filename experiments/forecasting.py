@@ -38,8 +38,8 @@ import optax
 
 import rnnjax as rj
 from experiments import common
-from experiments import memory_tasks as mt
 from rnnjax.cells import make
+from rnnjax.models import CellWithHead, cell_with_head, combine, part
 from rnnjax.tasks import series as ts
 
 NAME = "forecasting"
@@ -57,7 +57,8 @@ def _names(text: str) -> list[str]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--series", type=_names, help="series to forecast, comma-separated")
-    parser.add_argument("--window", type=int, help="values each model reads per forecast")
+    parser.add_argument("--window", type=common.positive_int,
+                        help="values each model reads per forecast")
     parser.add_argument("--test-fraction", dest="test_fraction", type=float,
                         help="the last part of each series kept for the walk-forward test")
     parser.add_argument("--log", type=_names,
@@ -74,7 +75,7 @@ def add_arguments(parser) -> None:
 class WindowRNN:
     """A recurrent cell reads the window; a Dense reads the forecast from its last state."""
 
-    model: common.Readout
+    model: CellWithHead
 
     def init(self, key):
         return self.model.init(key)
@@ -92,9 +93,8 @@ class WindowMLP:
     width: int
 
     def init(self, key):
-        k_hidden, k_out = jax.random.split(key)
-        return {"hidden": self.hidden.init(k_hidden, self.width),
-                "out": self.out.init(k_out, self.hidden.features)}
+        return combine(part("hidden", lambda k: self.hidden.init(k, self.width)),
+                       part("out", lambda k: self.out.init(k, self.hidden.features)))(key)
 
     def predict(self, params, windows):
         return self.out(params["out"], jnp.tanh(self.hidden(params["hidden"], windows)))[..., 0]
@@ -104,11 +104,11 @@ def build(name: str, args):
     """The model `name`: a cell name, or MLP."""
     if name == MLP:
         return WindowMLP(rj.Dense(args.hidden), rj.Dense(1), args.window)
-    return WindowRNN(common.readout(name, args.hidden, 1, 1))
+    return WindowRNN(cell_with_head(name, args.hidden, 1, 1))
 
 
 def label(name: str, args) -> str:
-    return f"MLP (window {args.window})" if name == MLP else mt.cell_label(name)
+    return f"MLP (window {args.window})" if name == MLP else common.cell_label(name)
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -244,9 +244,9 @@ def report(results: dict, args) -> str:
         steps = " then ".join([*(["log"] if transform["log"] else []),
                                *(["first difference"] if transform["difference"] else []),
                                "standardised"])
-        rows = [[m["label"], mt.spread(m["rmse"]), mt.spread(m["mae"]),
-                 mt.spread(m["rmse_ratio"], 2), mt.spread(m["mae_ratio"], 2),
-                 mt.spread(m["train_rmse"])] for m in r["models"].values()]
+        rows = [[m["label"], common.spread(m["rmse"]), common.spread(m["mae"]),
+                 common.spread(m["rmse_ratio"], 2), common.spread(m["mae_ratio"], 2),
+                 common.spread(m["train_rmse"])] for m in r["models"].values()]
         sections += [
             f"## {name}", "",
             f"{r['length']} values ({r['time'][0]} to {r['time'][-1]}), in {r['units']}; "
@@ -336,8 +336,7 @@ def check_args(args) -> None:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check_args(args)
+                             add_arguments, check=check_args)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {name: run_series(ts.load(name), args) for name in args.series}
     plot(results, args.out)

@@ -62,7 +62,7 @@ def test_teacher_forcing_equals_the_decoding_steps(condition):
     sos, captions[:, :t] one at a time: training and generation run the same model."""
     args = SimpleNamespace(features=6, channels=[2], hidden=5, embed=3, condition=condition,
                            image_size=20)
-    model = captioning.Captioner.build("gru", args)
+    model = captioning.build("gru", args)
     rng = np.random.default_rng(0)
     params = jax.tree_util.tree_map(
         lambda s: (0.5 * rng.standard_normal(s.shape)).astype(s.dtype),

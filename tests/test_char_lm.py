@@ -1,5 +1,5 @@
 """The Shakespeare loader on the shipped plays, the character vocabulary, bits per
-character, the lectures' "hello" toy, and the character-level study end to end."""
+character, a toy that learns "hello", and the character-level study end to end."""
 
 import json
 import math
@@ -123,7 +123,7 @@ def test_bits_of_a_known_distribution_by_hand():
     np.testing.assert_allclose(bits_per_char(np.array([math.log(2), 0.0])), [1.0, 0.0])
 
 
-# -- the lectures' "hello" toy ----------------------------------------------------------
+# -- a toy: "hello" -----------------------------------------------------------------------
 def test_a_small_rnn_learns_hello():
     vocab = CharVocab("ehlo")
     model = char_lm.CharModel(rj.Embedding(vocab.size, 8), rj.Stacked([rj.SimpleRNN(16)]),

@@ -55,7 +55,7 @@ def test_padding_never_reaches_the_tag_scores():
     length leave the scores of the real words as they are (the garbage characters do
     change them when the words are read to their full width)."""
     data = tagging.load_data(tiny_args())
-    model = tagging.tagger("lstm", "crf", "chars+words", data, tiny_args())
+    model = tagging.build("lstm", "crf", "chars+words", data, tiny_args())
     params = randomize(jax.eval_shape(model.init, jax.random.key(0)), 0)
     arrays = data.arrays["train"]
     batch = tagging.packed(arrays)
