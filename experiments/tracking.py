@@ -272,9 +272,16 @@ def add_arguments(parser) -> None:
                         help="particles of the reference particle filter")
 
 
+def check(args) -> None:
+    """Fail on a bad cell, size, --steps or system name before any work."""
+    check_cells(args)
+    for name in args.systems:
+        make_system(name, args)
+
+
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments, check=check_cells)
+                             add_arguments, check=check)
     systems = [make_system(name, args) for name in args.systems]
     args.out.mkdir(parents=True, exist_ok=True)
     results = {system.name: run_system(system, args) for system in systems}

@@ -72,6 +72,7 @@ def assert_trees_close(a, b, atol=1e-6, rtol=0.0):
 def assert_usage_error(capsys, main, argv, match: str) -> str:
     """`main(argv)` stops with an argparse usage error: exit status 2, a `usage:` line
     and a message matching `match` on stderr, no traceback. Returns the message."""
+    capsys.readouterr()   # what ran before
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     assert stopped.value.code == 2

@@ -7,7 +7,7 @@ import types
 import jax
 import numpy as np
 import pytest
-from helpers import randomize
+from helpers import assert_usage_error, randomize
 
 from experiments import tagging
 from rnnjax.tasks.entities import AMBIGUOUS, MONTH_NAMES, generated_entities
@@ -95,7 +95,7 @@ def test_conll_files_by_their_usual_names(tmp_path):
     # each head costs a compile of its own (about 10 s on 2 cores): both run with -m slow
     pytest.param("softmax,crf", marks=pytest.mark.slow),
 ])
-def test_tagging_study_at_a_tiny_size(tmp_path, heads):
+def test_tagging_study_at_a_tiny_size(tmp_path, heads, capsys):
     out = tmp_path / "tag"
     tagging.main(["--heads", heads, "--features", "chars", "--seeds", "1", "--steps", "60",
                   "--eval-every", "30", "--train-size", "150", "--eval-size", "40",
@@ -122,5 +122,5 @@ def test_tagging_study_at_a_tiny_size(tmp_path, heads):
     report = (out / "report.md").read_text()
     assert "| crf (chars, LSTM) |" in report and "| lookup |" in report
     assert report.count("- gold: ") == 4
-    with pytest.raises(ValueError, match="--heads must be among softmax,crf"):
-        tagging.main(["--heads", "hmm", "--out", str(tmp_path / "x")])
+    assert_usage_error(capsys, tagging.main, ["--heads", "hmm", "--out", str(tmp_path / "x")],
+                       "--heads must be among softmax,crf")

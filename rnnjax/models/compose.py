@@ -60,10 +60,10 @@ def combine(*parts: Part) -> Callable:
     >>> {k: v["E" if k == "embed" else "W"].shape for k, v in init(jax.random.key(0)).items()}
     {'embed': (5, 3), 'head': (3, 2)}
     """
-    names = [p.name for p in parts]
     if not all(isinstance(p, Part) for p in parts):
         raise TypeError(f"parts must be Part values (see part and fixed), got "
                         f"{[type(p).__name__ for p in parts]}")
+    names = [p.name for p in parts]
     if len(set(names)) != len(names):
         raise ValueError(f"parts must have distinct names, got {names}")
     keyed = [p.name for p in parts if p.keyed]
