@@ -62,7 +62,7 @@ def problems(args) -> list[ms.Problem]:
 
 
 def overview(results: dict, chosen: list, args) -> str:
-    """One row per problem, one column per cell: median metric and seeds learned."""
+    """One row per task, one column per cell: median metric and seeds learned."""
     rows = []
     for problem in chosen:
         row = [problem.label, problem.metric, f"{problem.baseline:.4g}",
@@ -97,7 +97,7 @@ def report(results: dict, chosen: list, args) -> str:
                   "including those that failed to learn.", "",
                   common.markdown_table(ms.DETAIL_HEADER, rows), ""]
     lines += ["Plots: training.png (test metric per task; median, band: min-max over seeds), "
-              "grad_flow.png (gradient flow per problem at initialisation, dashed, and after "
+              "grad_flow.png (gradient flow per task at initialisation, dashed, and after "
               "training, solid); each run's logged metrics in <task>/<cell>/metrics.jsonl "
               "(`rnnjax.train.plot_metrics(folder)` draws them).", ""]
     return "\n".join(lines)

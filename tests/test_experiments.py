@@ -1,6 +1,11 @@
 """The studies end to end at a tiny size: files written, numbers consistent, resume."""
 
+import importlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +251,53 @@ def test_reports_name_cells_by_their_class():
                       "lstm": "LSTM", "peephole": "PeepholeLSTM (peephole)", "gru": "GRU",
                       "clockwork": "ClockworkRNN (clockwork)", "lru": "LRU", "mingru": "MinGRU",
                       "minlstm": "MinLSTM"}
+
+
+# -- bad flags end as usage errors ---------------------------------------------------------
+BAD_FLAGS = [
+    (["--steps", "0"], r"argument --steps: must be a positive integer, got '0'"),
+    (["--hidden", "-1"], r"argument --hidden: must be a positive integer, got '-1'"),
+    (["--batch", "0"], r"argument --batch: must be a positive integer, got '0'"),
+    (["--lr", "-0.01"], r"argument --lr: must be a positive number, got '-0.01'"),
+    (["--lr", "0"], r"argument --lr: must be a positive number, got '0'"),
+    (["--cells", "lstm,transformer"], r"argument --cells: unknown cell 'transformer'"),
+    (["--seeds", "1.5"], r"argument --seeds: must be a positive integer, got '1.5'"),
+    (["--seeds", "x"], r"argument --seeds: must be a positive integer, got 'x'"),
+]
+
+
+@pytest.mark.parametrize("study", ["compare_cells", "char_lm", "tagging", "translation",
+                                   "forecasting"])
+@pytest.mark.parametrize("flags, message", BAD_FLAGS)
+def test_a_bad_flag_is_a_usage_error(study, flags, message, tmp_path, capsys):
+    main = importlib.import_module(f"experiments.{study}").main
+    out = tmp_path / "out"
+    assert_usage_error(capsys, main, [*flags, "--out", str(out)], message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("study", ["compare_cells", "char_lm", "tagging"])
+def test_an_unusable_out_is_a_usage_error(study, tmp_path, capsys):
+    main = importlib.import_module(f"experiments.{study}").main
+    (tmp_path / "file").write_text("")
+    assert_usage_error(capsys, main, ["--out", str(tmp_path / "file" / "run")],
+                       r"--out .*file/run cannot be created: .*file is not a folder")
+    if os.geteuid() == 0:
+        return   # root writes in any folder
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert_usage_error(capsys, main, ["--out", str(locked / "run")],
+                       r"--out .*locked/run cannot be written: no permission to write in "
+                       r".*locked")
+    assert not (locked / "run").exists()
+
+
+def test_a_bad_flag_from_the_shell(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "experiments.compare_cells", "--steps", "0",
+                           "--out", str(out)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: python -m experiments.compare_cells")
+    assert "argument --steps: must be a positive integer, got '0'" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
