@@ -2,7 +2,7 @@
 tasks at growing T, gradient flow through time, and sensitivity to the parameters.
 
 1. Copy memory and the adding problem at each length T, every cell type, several
-   seeds (the memory-task runner of `experiments.memory_tasks`: test metric against
+   seeds (the memory-task runner of `experiments.memory_studies`: test metric against
    no-memory baselines, ||dL/dh_k|| at initialisation and after training).
 2. Memory against sensitivity (Zucchet & Orvieto 2024): an LRU whose eigenvalues all
    have modulus r, and a linear RNN h_t = h_{t-1} W + x_t U with W = r * orthogonal
