@@ -70,11 +70,11 @@ LEARNED = 0.95
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--models", type=lambda s: s.split(","),
+    parser.add_argument("--models", type=common.names_among(MODELS),
                         help=f"comma-separated, among {','.join(MODELS)}")
     parser.add_argument("--features", type=common.positive_int,
                         help="size of the per-frame code the LRCN's recurrent cell reads")
-    parser.add_argument("--channels", type=lambda s: [int(c) for c in s.split(",")],
+    parser.add_argument("--channels", type=common.comma_list(common.positive_int),
                         help="output channels of each convolution block (2D and 3D), "
                         "comma-separated")
     parser.add_argument("--test-size", dest="test_size", type=common.positive_int,
@@ -296,13 +296,6 @@ def report(results: dict, args) -> str:
 def check(args) -> None:
     """Fail on a bad model, cell or setting before any work."""
     common.check_cells(args)
-    unknown = sorted(set(args.models) - set(MODELS))
-    if unknown or not args.models:
-        raise ValueError(f"--models must be among {','.join(MODELS)}, got {args.models}")
-    common.require_positive(args, ("features", "batch", "test_size", "seeds", "timing_batch",
-                                   "frames", "size", "timing_repeats", "checkpoint_every"))
-    if not args.channels or min(args.channels) <= 0:
-        raise ValueError(f"--channels must be positive integers, got {args.channels}")
     if args.noise < 0:
         raise ValueError(f"--noise must be >= 0, got {args.noise}")
     jax.eval_shape(lambda: clip_data(jax.random.key(0), 1, args))   # the sizes fit clips

@@ -59,7 +59,7 @@ TEST_KEYS = {"seen": 10_000, "unseen": 10_001}
 def add_arguments(parser) -> None:
     parser.add_argument("--embed", type=common.positive_int, help="word embedding size")
     parser.add_argument("--features", type=common.positive_int, help="size of the image code v")
-    parser.add_argument("--channels", type=lambda s: [int(c) for c in s.split(",")],
+    parser.add_argument("--channels", type=common.comma_list(common.positive_int),
                         help="output channels of each convolution block, comma-separated")
     parser.add_argument("--condition", choices=CONDITIONS,
                         help="how v starts the decoder: its initial state, its first "
@@ -296,10 +296,6 @@ def report(results: dict, args) -> str:
 def check(args) -> None:
     """Fail on a bad cell name or setting before any work."""
     common.check_cells(args)
-    common.require_positive(args, ("hidden", "embed", "features", "batch", "beam", "test_size",
-                                   "seeds", "image_size", "checkpoint_every"))
-    if not args.channels or min(args.channels) <= 0:
-        raise ValueError(f"--channels must be positive integers, got {args.channels}")
     if not 0 <= args.shown <= args.test_size:
         raise ValueError(f"--shown must lie in [0, --test-size], got {args.shown}")
     encoder = vision.ImageEncoder(args.features, tuple(args.channels))

@@ -389,13 +389,6 @@ def check_args(args) -> None:
     """Fail on a bad cell name or setting before any work."""
     for name in args.cells:
         make(name, args.hidden)
-    for name in ("steps", "hidden", "layers", "embed", "batch", "seq_len", "eval_every",
-                 "checkpoint_every", "eval_streams", "eval_chunk", "min_count", "seeds"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
-                             f"{getattr(args, name)}")
-    if args.minutes is not None and args.minutes <= 0:
-        raise ValueError(f"--minutes must be positive, got {args.minutes}")
     if any(t < 0 for t in args.temperatures):
         raise ValueError(f"--temperatures must be >= 0, got {args.temperatures}")
     if not args.prompt:

@@ -69,6 +69,21 @@ def comma_list(kind=str):
     return parse
 
 
+def names_among(allowed, *, allow_none: bool = False):
+    """argparse type: comma-separated names, each one of `allowed`; none at all ('')
+    only where `allow_none`."""
+    allowed = tuple(allowed)
+
+    def parse(text: str) -> list[str]:
+        names = [name for name in text.split(",") if name]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not (names or allow_none):
+            raise argparse.ArgumentTypeError(f"must be among {','.join(allowed)}, got "
+                                             f"{text!r}")
+        return names
+    return parse
+
+
 def cell_name(text: str) -> str:
     """argparse type: the name of a cell type of `rnnjax.cells.make`."""
     if text not in CELL_TYPES:

@@ -37,7 +37,7 @@ QUICK = dict(seeds=2, steps=300, hidden=32, batch=32, lr=5e-3, echo_delay=5,
 
 def add_arguments(parser):
     ms.add_arguments(parser)
-    parser.add_argument("--tasks", type=lambda s: s.split(","),
+    parser.add_argument("--tasks", type=common.names_among(TASKS),
                         help=f"comma-separated tasks, of {','.join(TASKS)}")
     parser.add_argument("--echo-delay", dest="echo_delay", type=common.positive_int,
                         help="delay k of the echo task")
@@ -55,9 +55,6 @@ def problems(args) -> list[ms.Problem]:
               "copy": lambda: ms.copy_memory(args.copy_length),
               "long_copy": ms.long_copy_memory,
               "adding": lambda: ms.adding(args.adding_length)}
-    unknown = sorted(set(args.tasks) - set(makers))
-    if unknown:
-        raise ValueError(f"--tasks must be among {TASKS}, got {unknown}")
     return [makers[name]() for name in args.tasks]
 
 
@@ -103,15 +100,9 @@ def report(results: dict, chosen: list, args) -> str:
     return "\n".join(lines)
 
 
-def check(args) -> None:
-    """Fail on a bad cell, size, --steps or problem name before any work."""
-    common.check_cells(args)
-    problems(args)
-
-
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments, check=check)
+                             add_arguments, check=common.check_cells)
     chosen = problems(args)
     args.out.mkdir(parents=True, exist_ok=True)
     units = [(f"{problem.label}/{cell}", problem, cell, {}) for problem in chosen

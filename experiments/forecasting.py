@@ -51,19 +51,17 @@ DEFAULTS = dict(cells=["tanh", "lstm", "gru"], seeds=5, steps=500,
 QUICK = dict(seeds=2, steps=300, checkpoint_every=300)
 
 
-def _names(text: str) -> list[str]:
-    return [name for name in text.split(",") if name]
-
-
 def add_arguments(parser) -> None:
-    parser.add_argument("--series", type=_names, help="series to forecast, comma-separated")
+    parser.add_argument("--series", type=common.names_among(ts.LOADERS),
+                        help="series to forecast, comma-separated")
     parser.add_argument("--window", type=common.positive_int,
                         help="values each model reads per forecast")
     parser.add_argument("--test-fraction", dest="test_fraction", type=float,
                         help="the last part of each series kept for the walk-forward test")
-    parser.add_argument("--log", type=_names,
+    parser.add_argument("--log", type=common.names_among(ts.LOADERS, allow_none=True),
                         help="series modelled in log space, comma-separated ('' for none)")
-    parser.add_argument("--difference", type=_names,
+    parser.add_argument("--difference",
+                        type=common.names_among(ts.LOADERS, allow_none=True),
                         help="series modelled as first differences, comma-separated "
                              "('' for none)")
     parser.add_argument("--weight-decay", dest="weight_decay", type=float,
@@ -320,18 +318,7 @@ def check_args(args) -> None:
     """Fail on a bad name or setting before any work."""
     for cell in args.cells:
         make(cell, args.hidden)
-    for option in ("series", "log", "difference"):
-        unknown = sorted(set(getattr(args, option)) - set(ts.LOADERS))
-        if unknown:
-            raise ValueError(f"--{option} must name series among {sorted(ts.LOADERS)}, got "
-                             f"{unknown}")
-    if not args.series:
-        raise ValueError("--series must name at least one series")
     ts.split_point(100, args.test_fraction)
-    for option in ("window", "steps", "batch"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option} must be a positive integer, got "
-                             f"{getattr(args, option)}")
 
 
 def main(argv=None):

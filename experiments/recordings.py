@@ -42,20 +42,15 @@ PUBLISHED_SOURCE = (
     "is that paper's, not checked here.")
 
 def add_arguments(parser):
-    parser.add_argument("--datasets", type=lambda s: s.split(","),
+    parser.add_argument("--datasets", type=common.names_among(DATASETS),
                         help=f"comma-separated, among {','.join(DATASETS)}")
-    parser.add_argument("--directions", type=lambda s: s.split(","),
+    parser.add_argument("--directions", type=common.names_among(DIRECTIONS),
                         help="comma-separated, among uni,bi")
 
 
 def check(args) -> None:
     """Fail on a bad data set, direction, cell or --steps before any work."""
     common.check_cells(args)
-    for flag, given, allowed in (("--datasets", args.datasets, DATASETS),
-                                 ("--directions", args.directions, DIRECTIONS)):
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            raise ValueError(f"{flag} must be among {','.join(allowed)}, got {unknown}")
 
 
 def report(results: dict, args) -> str:

@@ -33,7 +33,7 @@ QUICK = dict(seeds=2, steps=150, cells=["irnn", "lstm"], hidden=32, lr=3e-3, eva
 
 
 def add_arguments(parser):
-    parser.add_argument("--readings", type=lambda s: s.split(","),
+    parser.add_argument("--readings", type=common.names_among(READINGS),
                         help=f"comma-separated, among {','.join(READINGS)}")
     parser.add_argument("--permutation-seed", dest="permutation_seed", type=int,
                         help="seed of the fixed pixel order of the permuted readings")
@@ -42,9 +42,6 @@ def add_arguments(parser):
 def check(args) -> None:
     """Fail on a bad reading, cell or --steps before any work."""
     common.check_cells(args)
-    unknown = sorted(set(args.readings) - set(READINGS))
-    if unknown:
-        raise ValueError(f"--readings must be among {','.join(READINGS)}, got {unknown}")
 
 
 def load(reading: str, permutation_seed: int):

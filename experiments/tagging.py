@@ -85,9 +85,9 @@ METRICS = ("precision", "recall", "f1", "invalid")
 
 
 def add_arguments(parser) -> None:
-    names = lambda s: [n for n in s.split(",") if n]
-    parser.add_argument("--heads", type=names, help=f"among {','.join(HEADS)}")
-    parser.add_argument("--features", type=names, help=f"among {','.join(FEATURES)}")
+    parser.add_argument("--heads", type=common.names_among(HEADS), help=f"among {','.join(HEADS)}")
+    parser.add_argument("--features", type=common.names_among(FEATURES),
+                        help=f"among {','.join(FEATURES)}")
     parser.add_argument("--train-size", dest="train_size", type=common.positive_int,
                         help="generated training sentences")
     parser.add_argument("--eval-size", dest="eval_size", type=common.positive_int,
@@ -469,18 +469,8 @@ def plot(data: Data, results: dict, base: dict, args) -> None:
 def check(args) -> None:
     """Fail on a bad head, feature set, cell, size or --steps before any work."""
     common.check_cells(args)
-    for flag, given, allowed in (("--heads", args.heads, HEADS),
-                                 ("--features", args.features, FEATURES)):
-        unknown = sorted(set(given) - set(allowed))
-        if unknown or not given:
-            raise ValueError(f"{flag} must be among {','.join(allowed)}, got {given}")
     if not 0.0 <= args.word_dropout < 1.0:
         raise ValueError(f"--word-dropout must lie in [0, 1), got {args.word_dropout}")
-    for flag in ("train_size", "eval_size", "max_chars", "char_dim", "char_hidden",
-                 "word_dim"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer, got "
-                             f"{getattr(args, flag)}")
 
 
 def main(argv=None):

@@ -263,8 +263,8 @@ def plot(results: dict, out) -> None:
 
 
 def add_arguments(parser) -> None:
-    listed = lambda s: s.split(",")
-    parser.add_argument("--systems", type=listed, help="linear, pendulum (comma-separated)")
+    parser.add_argument("--systems", type=common.names_among(("linear", "pendulum")),
+                        help="linear, pendulum (comma-separated)")
     parser.add_argument("--length", type=common.positive_int, help="steps per sequence")
     parser.add_argument("--test-size", dest="test_size", type=common.positive_int,
                         help="held-out sequences")
@@ -272,16 +272,9 @@ def add_arguments(parser) -> None:
                         help="particles of the reference particle filter")
 
 
-def check(args) -> None:
-    """Fail on a bad cell, size, --steps or system name before any work."""
-    check_cells(args)
-    for name in args.systems:
-        make_system(name, args)
-
-
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments, check=check)
+                             add_arguments, check=check_cells)
     systems = [make_system(name, args) for name in args.systems]
     args.out.mkdir(parents=True, exist_ok=True)
     results = {system.name: run_system(system, args) for system in systems}

@@ -69,8 +69,7 @@ DECODE_CHUNK = 512
 
 
 def add_arguments(parser) -> None:
-    names = lambda s: [x for x in s.split(",") if x]
-    parser.add_argument("--attention", type=names,
+    parser.add_argument("--attention", type=common.names_among(ATTENTION),
                         help=f"comma-separated, among {','.join(ATTENTION)}")
     parser.add_argument("--encoder", choices=ENCODERS,
                         help="the encoder reads the source one way or both ways")
@@ -99,15 +98,6 @@ def add_arguments(parser) -> None:
 def check(args) -> None:
     """Fail on a bad cell, setting or file before any work."""
     common.check_cells(args)
-    unknown = sorted(set(args.attention) - set(ATTENTION))
-    if unknown or not args.attention:
-        raise ValueError(f"--attention must be among {','.join(ATTENTION)}, got "
-                         f"{args.attention}")
-    for name in ("seeds", "hidden", "embed", "batch", "train_size", "validation_size",
-                 "test_size", "high", "min_count", "beam", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
-                             f"{getattr(args, name)}")
     if args.samples < 0 or args.length_penalty < 0:
         raise ValueError(f"--samples and --length-penalty must be >= 0, got "
                          f"{args.samples} and {args.length_penalty}")

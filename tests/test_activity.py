@@ -180,4 +180,5 @@ def test_activity_study_at_a_tiny_size(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| LRCN (IRNN) |" in report and "| 3D CNN |" in report and "rough" in report
     assert_usage_error(capsys, activity.main, ["--models", "lrcn,rnn", "--out",
-                                               str(tmp_path / "x")], "--models must be among")
+                                               str(tmp_path / "x")],
+                       "argument --models: must be among")

@@ -90,4 +90,4 @@ def test_sequential_digits_study_at_a_tiny_size(tmp_path, capsys):
     assert "| SimpleRNN (tanh) |" in (out / "report.md").read_text()
     assert_usage_error(capsys, sequential_digits.main,
                        ["--readings", "columns", "--out", str(tmp_path / "x")],
-                       "--readings must be among")
+                       "argument --readings: must be among")

@@ -106,7 +106,7 @@ def test_unknown_cell_name_fails_before_any_work(tmp_path, capsys):
     assert_usage_error(capsys, compare_cells.main, ["--steps", "300", *out],
                        "--steps must be a positive multiple of 250")
     assert_usage_error(capsys, compare_cells.main, ["--tasks", "echo,parity", *out],
-                       "--tasks must be among")
+                       "argument --tasks: must be among")
     assert not (tmp_path / "x").exists()
 
 

@@ -151,7 +151,7 @@ def test_forecasting_study_at_a_tiny_size(tmp_path):
 def test_bad_settings_fail_before_any_work(tmp_path, capsys):
     assert_usage_error(capsys, forecasting.main, ["--series", "lynx", "--out",
                                                   str(tmp_path / "x")],
-                       "--series must name series among")
+                       "argument --series: must be among sunspots,airline")
     with pytest.raises(ValueError, match="--window 300 leaves no training windows"):
         forecasting.main(["--series", "airline", "--window", "300", "--cells", "gru",
                           "--out", str(tmp_path / "y")])

@@ -172,4 +172,4 @@ def test_recordings_study_at_a_tiny_size(tmp_path, capsys):
     assert "| BasicMotions | SimpleRNN (tanh) | uni |" in report
     assert_usage_error(capsys, recordings.main, ["--directions", "up", "--out",
                                                  str(tmp_path / "x")],
-                       "--directions must be among")
+                       "argument --directions: must be among uni,bi")

@@ -123,4 +123,4 @@ def test_tagging_study_at_a_tiny_size(tmp_path, heads, capsys):
     assert "| crf (chars, LSTM) |" in report and "| lookup |" in report
     assert report.count("- gold: ") == 4
     assert_usage_error(capsys, tagging.main, ["--heads", "hmm", "--out", str(tmp_path / "x")],
-                       "--heads must be among softmax,crf")
+                       "argument --heads: must be among softmax,crf")

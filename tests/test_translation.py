@@ -104,7 +104,7 @@ def test_translation_study_at_a_tiny_size(tmp_path, capsys):
 def test_bad_settings_fail_before_any_work(tmp_path, capsys):
     assert_usage_error(capsys, translation.main, ["--attention", "dot", "--out",
                                                   str(tmp_path / "x")],
-                       "--attention must be among none,additive")
+                       "argument --attention: must be among none,additive")
     assert_usage_error(capsys, translation.main, ["--pairs", str(tmp_path / "missing.tsv"),
                                                   "--out", str(tmp_path / "x")],
                        "--pairs must name a file")
