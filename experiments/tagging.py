@@ -48,7 +48,7 @@ import jax
 import numpy as np
 
 from experiments import classify, common
-from rnnjax.models import Tagger, tagger
+from rnnjax.models import LookupTagger, Tagger, tagger
 from rnnjax.models.tagger import HEADS
 from rnnjax.tasks._optional import require
 from rnnjax.tasks.entities import (
@@ -227,38 +227,6 @@ def scores(gold: list, predicted: list[list[str]]) -> dict[str, float]:
 
 
 # -- the baselines ------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Lookup:
-    """The training entities as a table: token span -> its most frequent type (ties:
-    the first in sorted order). Tags a sentence left to right, the longest span in the
-    table first; a word in no span is O."""
-
-    table: dict[tuple[str, ...], str]
-
-    @classmethod
-    def fit(cls, sentences) -> Lookup:
-        counts: dict[tuple[str, ...], Counter] = {}
-        for tokens, tags in sentences:
-            for kind, first, last in entity_spans(tags):
-                counts.setdefault(tuple(tokens[first:last + 1]), Counter())[kind] += 1
-        return cls({span: min(c, key=lambda k: (-c[k], k)) for span, c in counts.items()})
-
-    def tag(self, tokens) -> list[str]:
-        longest = max(map(len, self.table), default=0)
-        tags, i = [], 0
-        while i < len(tokens):
-            for size in range(min(longest, len(tokens) - i), 0, -1):
-                kind = self.table.get(tuple(tokens[i:i + size]))
-                if kind:
-                    tags += [f"B-{kind}"] + [f"I-{kind}"] * (size - 1)
-                    i += size
-                    break
-            else:
-                tags.append("O")
-                i += 1
-        return tags
-
-
 def chance_tags(sentences, train, seed: int = 0) -> list[list[str]]:
     """Tags drawn independently per word from the training tag frequencies."""
     counts = Counter(t for _, tags in train for t in tags)
@@ -332,7 +300,7 @@ def run(cell: str, head: str, features: str, data: Data, args, run_dir: Path) ->
 def baselines(data: Data, examples: int) -> dict:
     """The lookup table and chance, per test part (one number each: no seeds), and the
     lookup's tags of the first `examples` test sentences of each part."""
-    lookup = Lookup.fit(data.sentences["train"])
+    lookup = LookupTagger.fit(data.sentences["train"])
     out = {"lookup": {}, "chance": {}, "lookup_entries": len(lookup.table)}
     predicted = {}
     for part in data.parts("test"):

@@ -10,6 +10,7 @@ import pytest
 from helpers import assert_usage_error, randomize
 
 from experiments import tagging
+from rnnjax.models import LookupTagger
 from rnnjax.tasks.entities import AMBIGUOUS, MONTH_NAMES, generated_entities
 
 seqeval_metrics = pytest.importorskip("seqeval.metrics")
@@ -27,11 +28,11 @@ def f1(gold, predicted):
 
 
 def test_lookup_is_exact_on_its_training_sentences():
-    lookup = tagging.Lookup.fit(TRICKY)
+    lookup = LookupTagger.fit(TRICKY)
     assert [lookup.tag(tokens) for tokens, _ in TRICKY] == [list(t) for _, t in TRICKY]
     # on the generated training sentences it errs only where a name has two types
     train = generated_entities(1, train=300, validation=5, test=5).train
-    lookup = tagging.Lookup.fit(train)
+    lookup = LookupTagger.fit(train)
     plain = [s for s in train if not set(s[0]) & (set(AMBIGUOUS) | set(MONTH_NAMES))]
     assert 0.5 * len(train) < len(plain) < len(train)
     assert f1(plain, [lookup.tag(tokens) for tokens, _ in plain]) == 1.0
@@ -39,7 +40,7 @@ def test_lookup_is_exact_on_its_training_sentences():
 
 
 def test_lookup_picks_the_most_frequent_type():
-    lookup = tagging.Lookup.fit([(("Jordan",), ("B-PER",)), (("Jordan",), ("B-LOC",)),
+    lookup = LookupTagger.fit([(("Jordan",), ("B-PER",)), (("Jordan",), ("B-LOC",)),
                                  (("Jordan", "won"), ("B-LOC", "O"))])
     assert lookup.tag(["Jordan", "Jordan", "x"]) == ["B-LOC", "B-LOC", "O"]
 

@@ -6,6 +6,7 @@
 | `CellWithHead` | a cell with a Dense head at every step (the memory-task studies) |
 | `Classifier` | many-to-one: an encoder read at each sequence's length, a Dense head |
 | `Tagger` | character and word encoders, a softmax or CRF head per word |
+| `LookupTagger` | the training entities as a table (a baseline without parameters) |
 | `CharLM` | embedding, stacked cells, logits of the next character |
 | `Captioner` | a CNN encoder and a recurrent decoder (loaded on first use: Flax) |
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
@@ -19,15 +20,16 @@ from rnnjax.models.cell_with_head import CellWithHead, cell_with_head
 from rnnjax.models.char_lm import CharLM, char_lm
 from rnnjax.models.classifier import Classifier, classifier
 from rnnjax.models.compose import Part, combine, fixed, param_count, part
+from rnnjax.models.lookup_tagger import LookupTagger
 from rnnjax.models.tagger import Tagger, tagger
 from rnnjax.seq2seq import EncoderDecoder
 
 #: names whose modules import flax.linen: loaded on first use
 _LAZY = {"Captioner": "rnnjax.models.captioner", "captioner": "rnnjax.models.captioner"}
 
-__all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder", "Part",
-           "Tagger", "captioner", "cell_with_head", "char_lm", "classifier", "combine",
-           "fixed", "param_count", "part", "tagger"]
+__all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
+           "LookupTagger", "Part", "Tagger", "captioner", "cell_with_head", "char_lm",
+           "classifier", "combine", "fixed", "param_count", "part", "tagger"]
 
 
 def __getattr__(name: str):
