@@ -1,7 +1,7 @@
 """What the studies share: the command line and its checks, the training loop, the
 results folder, the report's helpers and the plots.
 
-Every script takes `--cells`, `--seeds`, `--steps`, `--out DIR` (default
+Every study takes `--cells`, `--seeds`, `--steps`, `--out DIR` (default
 results/<name>) and `--quick`, plus a flag for every other entry of its DEFAULTS;
 writes `DIR/results.json` (numbers, config, versions), PNG plots and `DIR/report.md`.
 A study trains with `train` (checkpoints in a run folder under DIR, resumed when the

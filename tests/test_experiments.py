@@ -217,7 +217,7 @@ def test_clipping_study_reports_a_diverging_run(tmp_path):
         assert r["nonfinite_steps"] == [5, 5] and np.all(np.isnan(loss[:, 1:]))
 
 
-def test_main_job_reports_a_diverging_cell(tmp_path):
+def test_the_quick_start_study_reports_a_diverging_cell(tmp_path):
     # a learning rate that overflows: the run stops at the first non-finite loss and
     # the report lists the cell as not learned, with NaN results, instead of failing
     results = compare_cells.main(TINY + ["--cells", "tanh", "--tasks", "adding", "--lr", "1e25",
