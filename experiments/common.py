@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -156,9 +157,11 @@ def _check_out(out: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ValueError(f"--out {out} cannot be created: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out} cannot be written: no permission to write "
-                         f"in {existing}")
+    try:   # a folder made and removed at once: permissions, read-only file systems
+        os.rmdir(tempfile.mkdtemp(prefix=".out-check-", dir=existing))
+    except OSError as error:
+        raise ValueError(f"--out {out} cannot be written: no permission to write in "
+                         f"{existing} ({error.strerror})") from None
 
 
 def require_positive(args, names) -> None:

@@ -277,13 +277,21 @@ def test_a_bad_flag_is_a_usage_error(study, flags, message, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("study", ["compare_cells", "char_lm", "tagging"])
-def test_an_unusable_out_is_a_usage_error(study, tmp_path, capsys):
+def test_an_unusable_out_is_a_usage_error(study, tmp_path, capsys, monkeypatch):
     main = importlib.import_module(f"experiments.{study}").main
     (tmp_path / "file").write_text("")
     assert_usage_error(capsys, main, ["--out", str(tmp_path / "file" / "run")],
                        r"--out .*file/run cannot be created: .*file is not a folder")
+    with monkeypatch.context() as patch:   # a folder no one may write in (read-only mount)
+        def refuse(**_):
+            raise PermissionError(1, "Operation not permitted")
+        patch.setattr(common.tempfile, "mkdtemp", refuse)
+        assert_usage_error(capsys, main, ["--out", str(tmp_path / "run")],
+                           r"--out .*/run cannot be written: no permission to write in "
+                           r".*\(Operation not permitted\)")
+    assert not (tmp_path / "run").exists()
     if os.geteuid() == 0:
-        return   # root writes in any folder
+        return   # root writes in any folder of a writable mount
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     assert_usage_error(capsys, main, ["--out", str(locked / "run")],
