@@ -49,7 +49,7 @@ import numpy as np
 
 from experiments import classify, common
 from rnnjax.models import LookupTagger, Tagger, tagger
-from rnnjax.models.tagger import HEADS
+from rnnjax.models.tagger import HEADS, pack_words
 from rnnjax.tasks._optional import require
 from rnnjax.tasks.entities import (
     TAGS,
@@ -85,7 +85,8 @@ METRICS = ("precision", "recall", "f1", "invalid")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--heads", type=common.names_among(HEADS), help=f"among {','.join(HEADS)}")
+    parser.add_argument("--heads", type=common.names_among(HEADS),
+                        help=f"among {','.join(HEADS)}")
     parser.add_argument("--features", type=common.names_among(FEATURES),
                         help=f"among {','.join(FEATURES)}")
     parser.add_argument("--train-size", dest="train_size", type=common.positive_int,
@@ -166,8 +167,7 @@ def conll_file(folder: Path, split: str) -> Path:
 def packed(arrays: TaggedArrays) -> LabelledSequences:
     """The arrays as `LabelledSequences` for `classify.epoch_batches`: per word, its
     id, its character count and its characters side by side in `xs` [N, T, 2 + L]."""
-    xs = np.concatenate([arrays.words[..., None], arrays.word_lengths[..., None],
-                         arrays.chars], axis=-1)
+    xs = pack_words(arrays.words, arrays.word_lengths, arrays.chars)
     return LabelledSequences(xs, arrays.lengths, arrays.tags, (),
                              np.arange(len(arrays.lengths)))
 

@@ -21,7 +21,7 @@ from rnnjax.models.char_lm import CharLM, char_lm
 from rnnjax.models.classifier import Classifier, classifier
 from rnnjax.models.compose import Part, combine, fixed, param_count, part
 from rnnjax.models.lookup_tagger import LookupTagger
-from rnnjax.models.tagger import Tagger, tagger
+from rnnjax.models.tagger import Tagger, pack_words, tagger
 from rnnjax.seq2seq import EncoderDecoder
 
 #: names whose modules import flax.linen: loaded on first use
@@ -29,7 +29,7 @@ _LAZY = {"Captioner": "rnnjax.models.captioner", "captioner": "rnnjax.models.cap
 
 __all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
            "LookupTagger", "Part", "Tagger", "captioner", "cell_with_head", "char_lm",
-           "classifier", "combine", "fixed", "param_count", "part", "tagger"]
+           "classifier", "combine", "fixed", "pack_words", "param_count", "part", "tagger"]
 
 
 def __getattr__(name: str):

@@ -16,6 +16,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import rnnjax as rj
 from rnnjax import crf
@@ -121,6 +122,17 @@ class Tagger:
             return jnp.where(valid, jnp.argmax(scores, axis=-1), 0).astype(jnp.int32)
         return crf.viterbi(scores, params["crf"]["transitions"], lengths,
                            start=params["crf"]["start"], end=params["crf"]["end"])[0]
+
+
+def pack_words(words, word_lengths, chars) -> np.ndarray:
+    """The input of `Tagger`: word ids [N, T], character counts [N, T] and character ids
+    [N, T, L] side by side, int [N, T, 2 + L].
+
+    >>> pack_words(np.ones((1, 2), int), np.full((1, 2), 3), np.zeros((1, 2, 4), int)).shape
+    (1, 2, 6)
+    """
+    return np.concatenate([np.asarray(words)[..., None], np.asarray(word_lengths)[..., None],
+                           np.asarray(chars)], axis=-1)
 
 
 def tagger(cell: str, head: str, *, chars: int, char_dim: int, char_hidden: int,
