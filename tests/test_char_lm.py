@@ -216,9 +216,10 @@ def test_char_lm_resumes_exactly(tmp_path):
 
 
 def test_bad_settings_fail_before_any_work(tmp_path, capsys):
-    out = ["--out", str(tmp_path / "x")]
-    assert_usage_error(capsys, char_lm.main, ["--cells", "lstm,transformer", *out],
-                       "argument --cells: unknown cell 'transformer'")
-    assert_usage_error(capsys, char_lm.main, ["--seq-len", "0", *out],
-                       "argument --seq-len: must be a positive integer, got '0'")
+    # the shared flags: tests/test_experiments.py; the study's own:
+    for flags, message in ((["--seq-len", "0"], "argument --seq-len: must be a positive "
+                                                 "integer, got '0'"),
+                           (["--prompt", ""], "--prompt must hold at least one character")):
+        assert_usage_error(capsys, char_lm.main, [*flags, "--out", str(tmp_path / "x")],
+                           message)
     assert not (tmp_path / "x").exists()
