@@ -63,10 +63,9 @@ def positive_float(text: str) -> float:
 def comma_list(kind=str):
     """argparse type: comma-separated values, each read by `kind`, at least one."""
     def parse(text: str) -> list:
-        items = [kind(item) for item in text.split(",")]
-        if not items or items == [""]:
+        if not text:
             raise argparse.ArgumentTypeError(f"must be a comma-separated list, got {text!r}")
-        return items
+        return [kind(item) for item in text.split(",")]
     return parse
 
 
@@ -162,14 +161,6 @@ def _check_out(out: Path) -> None:
     except OSError as error:
         raise ValueError(f"--out {out} cannot be written: no permission to write in "
                          f"{existing} ({error.strerror})") from None
-
-
-def require_positive(args, names) -> None:
-    """Fail when one of the flags `names` is not positive."""
-    for name in names:
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
-                             f"{getattr(args, name)}")
 
 
 def eval_interval(args) -> int:
