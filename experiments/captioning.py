@@ -38,7 +38,7 @@ import numpy as np
 from experiments import common
 from rnnjax import vision
 from rnnjax.models import captioner, param_count
-from rnnjax.models.captioner import CONDITIONS, Captioner
+from rnnjax.models.image_captioner import CONDITIONS, Captioner
 from rnnjax.tasks import scenes as sc
 from rnnjax.tasks._optional import require
 from rnnjax.tasks.vocab import EOS, PAD, SOS, SPECIALS

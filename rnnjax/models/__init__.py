@@ -25,7 +25,7 @@ from rnnjax.models.tagger import Tagger, pack_words, tagger
 from rnnjax.seq2seq import EncoderDecoder
 
 #: names whose modules import flax.linen: loaded on first use
-_LAZY = {"Captioner": "rnnjax.models.captioner", "captioner": "rnnjax.models.captioner"}
+_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner"}
 
 __all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
            "LookupTagger", "Part", "Tagger", "captioner", "cell_with_head", "char_lm",
