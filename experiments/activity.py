@@ -3,8 +3,8 @@
 The clips are `rnnjax.tasks.clips`: 12 frames of 24 x 24 pixels in which a square
 moves right, up, left or down (the label) while a cross wanders at random, with
 pixel noise, on frames that wrap around at the edges. Every single frame has the
-same distribution whatever the label, so only the motion tells the class. The
-lectures' three ways to classify a video:
+same distribution whatever the label, so only the motion tells the class. Three
+ways to classify a video:
 
 - (a) LRCN: a CNN encodes each frame alone (the same weights for every frame), a
   recurrent cell (`--cells`, LSTM by default) reads the frame codes in order, and a
@@ -49,10 +49,9 @@ import numpy as np
 
 import rnnjax as rj
 from experiments import common
-from experiments import memory_tasks as mt
-from experiments.char_lm import param_count
 from rnnjax import vision
 from rnnjax.cells import make
+from rnnjax.models import param_count
 from rnnjax.tasks import clips as cl
 from rnnjax.train import accuracy, softmax_cross_entropy
 
@@ -71,20 +70,21 @@ LEARNED = 0.95
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--models", type=lambda s: s.split(","),
+    parser.add_argument("--models", type=common.names_among(MODELS),
                         help=f"comma-separated, among {','.join(MODELS)}")
-    parser.add_argument("--features", type=int,
+    parser.add_argument("--features", type=common.positive_int,
                         help="size of the per-frame code the LRCN's recurrent cell reads")
-    parser.add_argument("--channels", type=lambda s: [int(c) for c in s.split(",")],
+    parser.add_argument("--channels", type=common.comma_list(common.positive_int),
                         help="output channels of each convolution block (2D and 3D), "
                         "comma-separated")
-    parser.add_argument("--test-size", dest="test_size", type=int, help="test clips")
-    parser.add_argument("--frames", type=int, help="frames per clip")
-    parser.add_argument("--size", type=int, help="frame height and width in pixels")
+    parser.add_argument("--test-size", dest="test_size", type=common.positive_int,
+                        help="test clips")
+    parser.add_argument("--frames", type=common.positive_int, help="frames per clip")
+    parser.add_argument("--size", type=common.positive_int, help="frame height and width in pixels")
     parser.add_argument("--noise", type=float, help="standard deviation of the pixel noise")
-    parser.add_argument("--timing-batch", dest="timing_batch", type=int,
+    parser.add_argument("--timing-batch", dest="timing_batch", type=common.positive_int,
                         help="clips per timed inference batch")
-    parser.add_argument("--timing-repeats", dest="timing_repeats", type=int,
+    parser.add_argument("--timing-repeats", dest="timing_repeats", type=common.positive_int,
                         help="timed inference batches per model (the median is reported)")
 
 
@@ -176,7 +176,7 @@ def run(kind: str, cell: str | None, batch_fn, test, args, run_dir: Path) -> dic
         run_dir, model.init, loss_fn, batch_fn, args, hyper={"learning_rate": args.lr},
         clip=args.clip,
         evaluate=lambda p: {"test_accuracy": scores(p, videos, labels)["accuracy"]},
-        eval_every=mt.eval_interval(args),
+        eval_every=common.eval_interval(args),
         settings={"model": kind, "cell": cell, "hidden": args.hidden,
                   "features": args.features, "channels": args.channels,
                   "batch": args.batch, "frames": args.frames, "size": args.size,
@@ -191,7 +191,7 @@ def run(kind: str, cell: str | None, batch_fn, test, args, run_dir: Path) -> dic
     timing = videos[:args.timing_batch]
     steps, values = common.series(trained.history, "test_accuracy")
     curve = [*zip(steps, values.tolist()), (args.steps, final["test_accuracy"])]
-    label = MODEL_TEXT[kind] + (f" ({mt.cell_label(cell)})" if kind == "lrcn" else "")
+    label = MODEL_TEXT[kind] + (f" ({common.cell_label(cell)})" if kind == "lrcn" else "")
     return {"model": kind, "cell": cell, "label": label,
             "params": param_count(first),
             "seconds_per_clip": seconds_per_clip(model, first, timing, args.timing_repeats),
@@ -251,8 +251,8 @@ def report(results: dict, args) -> str:
         steps = steps_to(r["curve"], LEARNED)
         return ", ".join("-" if s is None else str(s) for s in steps)
 
-    rows = [[r["label"], mt.spread(r["final"]["test_accuracy"]),
-             mt.spread(r["final"]["test_loss"]), reached(r), f"{r['params']:,}",
+    rows = [[r["label"], common.spread(r["final"]["test_accuracy"]),
+             common.spread(r["final"]["test_loss"]), reached(r), f"{r['params']:,}",
              f"{1e3 * r['seconds_per_clip']:.3g}", f"{r['seconds']:.0f}",
              "yes" if r["nonfinite"] else "no"] for r in results.values()]
     return "\n".join([
@@ -274,7 +274,7 @@ def report(results: dict, args) -> str:
         f"{args.steps} steps, {args.seeds} seeds per model.", "",
         "Test accuracy (chance 0.25) and loss, median (min-max) over seeds; every seed "
         "counts, including those that failed to learn. Steps to "
-        f"{LEARNED:.0%}: the first evaluation (every {mt.eval_interval(args)} steps) at "
+        f"{LEARNED:.0%}: the first evaluation (every {common.eval_interval(args)} steps) at "
         "which a seed's test accuracy reached it ('-': never). Inference time per clip: the "
         f"jitted model on a batch of {args.timing_batch} test clips, after compiling, "
         f"waited for with block_until_ready, the median of {args.timing_repeats} "
@@ -295,14 +295,7 @@ def report(results: dict, args) -> str:
 
 def check(args) -> None:
     """Fail on a bad model, cell or setting before any work."""
-    mt.check_cells(args)
-    unknown = sorted(set(args.models) - set(MODELS))
-    if unknown or not args.models:
-        raise ValueError(f"--models must be among {','.join(MODELS)}, got {args.models}")
-    common.require_positive(args, ("features", "batch", "test_size", "seeds", "timing_batch",
-                                   "frames", "size", "timing_repeats", "checkpoint_every"))
-    if not args.channels or min(args.channels) <= 0:
-        raise ValueError(f"--channels must be positive integers, got {args.channels}")
+    common.check_cells(args)
     if args.noise < 0:
         raise ValueError(f"--noise must be >= 0, got {args.noise}")
     jax.eval_shape(lambda: clip_data(jax.random.key(0), 1, args))   # the sizes fit clips
@@ -324,15 +317,14 @@ def units(args) -> list[tuple[str, str, str | None]]:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check(args)
+                             add_arguments, check=check)
     args.out.mkdir(parents=True, exist_ok=True)
     test = clip_data(jax.random.key(TEST_KEY), args.test_size, args)
 
     def batch_fn(step):   # one function for every model: compiled once
         return clip_data(jax.random.fold_in(jax.random.key(1), step), args.batch, args)
 
-    results = {key: run(kind, cell, batch_fn, test, args, args.out / mt.folder(key))
+    results = {key: run(kind, cell, batch_fn, test, args, args.out / common.folder(key))
                for key, kind, cell in units(args)}
     plot(results, args)
     common.write_results(args, {"classes": cl.DIRECTIONS, "chance": 1 / len(cl.DIRECTIONS),

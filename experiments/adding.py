@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import common
-from experiments import memory_tasks as mt
+from experiments import memory_studies as ms
 
 NAME = "adding"
 DEFAULTS = dict(cells=["tanh", "irnn", "lstm", "peephole", "gru", "clockwork"], seeds=3,
@@ -27,45 +27,45 @@ QUICK = dict(seeds=2, steps=400, cells=["tanh", "irnn", "lstm", "gru"], lengths=
 
 
 def add_arguments(parser):
-    mt.add_arguments(parser)
-    parser.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")],
+    ms.add_arguments(parser)
+    parser.add_argument("--lengths", type=common.comma_list(common.positive_int),
                         help="sequence lengths T, comma-separated")
 
 
-def report(results: dict, tasks: list[mt.Task], args) -> str:
+def report(results: dict, problems: list[ms.Problem], args) -> str:
     rows = []
-    for task in tasks:
+    for problem in problems:
         for cell in args.cells:
-            r = results[f"{task.label}/{cell}"]
-            ratio = np.asarray(r["final"]["mse"]) / task.baseline
-            rows.append([task.label, r["cell_class"], mt.spread(r["final"]["mse"]),
-                         mt.spread(ratio, 2), mt.learned_count(r),
-                         mt.rate(r["grad_rate_init"]),
-                         mt.half_life(r["half_life_init"]),
-                         mt.rate(r["grad_rate_trained"])])
+            r = results[f"{problem.label}/{cell}"]
+            ratio = np.asarray(r["final"]["mse"]) / problem.baseline
+            rows.append([problem.label, r["cell_class"], common.spread(r["final"]["mse"]),
+                         common.spread(ratio, 2), ms.learned_count(r),
+                         ms.rate(r["grad_rate_init"]),
+                         ms.half_life(r["half_life_init"]),
+                         ms.rate(r["grad_rate_trained"])])
     return "\n".join([
         "# The adding problem as T grows", "",
         f"Command: `{common.command_line()}`", "",
         f"Hidden size {args.hidden}; {args.seeds} seeds per cell; Adam lr {args.lr}, "
         f"global-norm clip {args.clip}, batch {args.batch}, {args.steps} steps.", "",
-        f"Test MSE on {mt.TEST_SIZE} held-out sequences; baseline (always predict 1) 1/6; "
-        f"relative: MSE / baseline; learned: below {mt.LEARNED_FRACTION} x baseline. Every "
+        f"Test MSE on {ms.TEST_SIZE} held-out sequences; baseline (always predict 1) 1/6; "
+        f"relative: MSE / baseline; learned: below {ms.LEARNED_FRACTION} x baseline. Every "
         "seed counts, including those that failed to learn.", "",
         common.markdown_table(["task", "cell", "MSE: median (range)", "relative", "learned",
                                "rate, init", "half-life, init", "rate, trained"], rows), "",
-        mt.GRADIENT_NOTE, "", "Plots: training.png, grad_flow.png.", ""])
+        ms.GRADIENT_NOTE, "", "Plots: training.png, grad_flow.png.", ""])
 
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    mt.check_cells(args)
+                             add_arguments, check=common.check_cells)
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = [mt.adding(t) for t in args.lengths]
-    units = [(f"{task.label}/{cell}", task, cell, {}) for task in tasks for cell in args.cells]
-    results = mt.run_all(units, args)
-    mt.plot_tasks(results, tasks, args.cells, args.out)
-    common.write_results(args, {"results": results}, report(results, tasks, args))
+    problems = [ms.adding(t) for t in args.lengths]
+    units = [(f"{problem.label}/{cell}", problem, cell, {}) for problem in problems
+             for cell in args.cells]
+    results = ms.run_all(units, args)
+    ms.plot_problems(results, problems, args.cells, args.out)
+    common.write_results(args, {"results": results}, report(results, problems, args))
     return results
 
 

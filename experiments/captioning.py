@@ -27,7 +27,6 @@ cell's run checkpoints to its own folder, so a rerun resumes.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -36,19 +35,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import rnnjax as rj
 from experiments import common
-from experiments import memory_tasks as mt
-from experiments.char_lm import param_count
-from rnnjax import decode, vision
-from rnnjax.cells import make
+from rnnjax import vision
+from rnnjax.models import captioner, param_count
+from rnnjax.models.image_captioner import CONDITIONS, Captioner
 from rnnjax.tasks import scenes as sc
 from rnnjax.tasks._optional import require
 from rnnjax.tasks.vocab import EOS, PAD, SOS, SPECIALS
-from rnnjax.train import softmax_cross_entropy
 
 NAME = "captioning"
-CONDITIONS = ("state", "input", "both")
 CONDITION_TEXT = {"state": "initial state", "input": "first input",
                   "both": "initial state and first input"}
 DEFAULTS = dict(cells=["lstm"], seeds=3, steps=3000, hidden=128, embed=32, features=128,
@@ -62,108 +57,30 @@ TEST_KEYS = {"seen": 10_000, "unseen": 10_001}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--embed", type=int, help="word embedding size")
-    parser.add_argument("--features", type=int, help="size of the image code v")
-    parser.add_argument("--channels", type=lambda s: [int(c) for c in s.split(",")],
+    parser.add_argument("--embed", type=common.positive_int, help="word embedding size")
+    parser.add_argument("--features", type=common.positive_int, help="size of the image code v")
+    parser.add_argument("--channels", type=common.comma_list(common.positive_int),
                         help="output channels of each convolution block, comma-separated")
     parser.add_argument("--condition", choices=CONDITIONS,
                         help="how v starts the decoder: its initial state, its first "
                         "input, or both")
-    parser.add_argument("--beam", type=int, help="beam size of the beam search")
+    parser.add_argument("--beam", type=common.positive_int, help="beam size of the beam search")
     parser.add_argument("--length-penalty", dest="length_penalty", type=float,
                         help="beam search ranks by log-probability / length ** this")
-    parser.add_argument("--test-size", dest="test_size", type=int,
+    parser.add_argument("--test-size", dest="test_size", type=common.positive_int,
                         help="scenes in each test set (seen, unseen)")
-    parser.add_argument("--image-size", dest="image_size", type=int,
+    parser.add_argument("--image-size", dest="image_size", type=common.positive_int,
                         help="image height and width in pixels")
     parser.add_argument("--shown", type=int,
                         help="test images of each set in the figure of captions")
 
 
-# -- the model ------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Captioner:
-    """CNN encoder -> v; a recurrent decoder started from v (see the module) with a
-    word embedding and a Dense readout over the vocabulary. Params: `encoder`,
-    `embed`, `cell`, `head`, and `to_state` and/or `to_input` (Dense from v)."""
-
-    encoder: vision.ImageEncoder
-    cell: rj.Cell
-    embed: rj.Embedding
-    head: rj.Dense
-    condition: str
-    image_shape: tuple[int, int, int]
-
-    @classmethod
-    def build(cls, cell: str, args) -> Captioner:
-        return cls(vision.ImageEncoder(args.features, tuple(args.channels)),
-                   make(cell, args.hidden), rj.Embedding(sc.VOCAB.size, args.embed),
-                   rj.Dense(sc.VOCAB.size), args.condition,
-                   (args.image_size, args.image_size, 3))
-
-    def init(self, key):
-        keys = jax.random.split(key, 6)
-        params = {"encoder": self.encoder.init(keys[0], self.image_shape),
-                  "embed": self.embed.init(keys[1]),
-                  "cell": self.cell.init(keys[2], self.embed.features),
-                  "head": self.head.init(keys[3], self.cell.hidden_size)}
-        if self.condition in ("state", "both"):
-            params["to_state"] = rj.Dense(self.cell.hidden_size).init(keys[4],
-                                                                      self.encoder.features)
-        if self.condition in ("input", "both"):
-            params["to_input"] = rj.Dense(self.embed.features).init(keys[5],
-                                                                    self.encoder.features)
-        return params
-
-    def start(self, params, images):
-        """The decoder's carry after seeing the images [B, H, W, 3], before the start
-        of sentence."""
-        v = self.encoder(params["encoder"], images)
-        carry = self.cell.initial_carry((images.shape[0],))
-        if "to_state" in params:
-            h0 = jnp.tanh(rj.Dense(self.cell.hidden_size)(params["to_state"], v))
-            carry = self.cell.replace_hidden(carry, h0)
-        if "to_input" in params:
-            carry, _ = self.cell(params["cell"], carry,
-                                 rj.Dense(self.embed.features)(params["to_input"], v))
-        return carry
-
-    def step(self, params, carry, tokens):
-        """One word per row, tokens [B]: `(carry, logits [B, V])`, the step function of
-        `rnnjax.decode`."""
-        carry, y = self.cell(params["cell"], carry, self.embed(params["embed"], tokens))
-        return carry, self.head(params["head"], y)
-
-    def logits(self, params, images, captions):
-        """Teacher forcing: the logits [B, L, V] of each next word after reading start
-        of sentence and captions[:, :-1]."""
-        inputs = jnp.concatenate([jnp.full_like(captions[:, :1], SOS),
-                                  captions[:, :-1]], axis=1)
-        _, ys = rj.unroll(self.cell, params["cell"], self.embed(params["embed"], inputs),
-                          self.start(params, images))
-        return self.head(params["head"], ys)
-
-    def loss(self, params, scenes: sc.Scenes):
-        """Mean cross-entropy per word (end of sentence included, padding left out)."""
-        return softmax_cross_entropy(self.logits(params, scenes.images, scenes.captions),
-                                     scenes.captions, scenes.lengths)
-
-    def _decoding(self, params, images):
-        """What every decoder starts from: (step function, carry, start tokens)."""
-        sos = jnp.full((images.shape[0],), SOS, jnp.int32)
-        return (lambda c, t: self.step(params, c, t)), self.start(params, images), sos
-
-    def greedy(self, params, images):
-        """Greedy captions [B, L], L = sc.CAPTION_LEN; past its end of sentence a row
-        holds end of sentence."""
-        return decode.greedy(*self._decoding(params, images), sc.CAPTION_LEN,
-                             eos=EOS)
-
-    def beam_search(self, params, images, beam: int, length_penalty: float):
-        """The best beam's captions [B, L], padded as `greedy`'s."""
-        tokens, _ = decode.beam_search(*self._decoding(params, images), sc.CAPTION_LEN,
-                                       beam, eos=EOS, length_penalty=length_penalty)
-        return tokens[:, 0]
+def build(cell: str, args) -> Captioner:
+    """The captioner of a run: `rnnjax.models.captioner` at the flags' sizes."""
+    return captioner(cell, vocab_size=sc.VOCAB.size, hidden=args.hidden, embed=args.embed,
+                     features=args.features, channels=args.channels,
+                     image_size=args.image_size, condition=args.condition,
+                     start_token=SOS, end_token=EOS, max_len=sc.CAPTION_LEN)
 
 
 # -- scoring --------------------------------------------------------------------------
@@ -211,11 +128,11 @@ def run(cell: str, tests: dict[str, sc.Scenes], args, run_dir: Path) -> dict:
     search, exact accuracy, BLEU and objects named; the first seed's captions of the
     first `args.shown` images of each set."""
     started = time.perf_counter()
-    model = Captioner.build(cell, args)
+    model = build(cell, args)
     references = {name: sc.reference_tokens(s) for name, s in tests.items()}
 
     def loss_fn(params, scenes, key):
-        return model.loss(params, scenes), {}
+        return model.loss(params, scenes.images, scenes.captions, scenes.lengths), {}
 
     def batch_fn(step):
         return sc.scene_batch(jax.random.fold_in(jax.random.key(1), step), args.batch,
@@ -235,7 +152,7 @@ def run(cell: str, tests: dict[str, sc.Scenes], args, run_dir: Path) -> dict:
     trained = common.train(
         run_dir, model.init, loss_fn, batch_fn, args, hyper={"learning_rate": args.lr},
         clip=args.clip, evaluate=lambda p: greedy_exact(p, test_images, references),
-        eval_every=mt.eval_interval(args),
+        eval_every=common.eval_interval(args),
         settings={"cell": cell, "hidden": args.hidden, "embed": args.embed,
                   "features": args.features, "channels": args.channels,
                   "condition": args.condition, "batch": args.batch,
@@ -262,7 +179,7 @@ def run(cell: str, tests: dict[str, sc.Scenes], args, run_dir: Path) -> dict:
         steps, values = common.series(trained.history, f"{name}_greedy_exact")
         curves[name] = [*zip(steps, values.tolist()),
                         (args.steps, final[name]["greedy_exact"])]
-    return {"cell": cell, "cell_class": mt.cell_label(cell),
+    return {"cell": cell, "cell_class": common.cell_label(cell),
             "params": param_count(trained.initial) // args.seeds, "curves": curves,
             "final": final, "shown": shown, "nonfinite": trained.params is None,
             "seconds": common.train_seconds(trained.history),
@@ -323,9 +240,9 @@ def report(results: dict, args) -> str:
         for name in TEST_KEYS:
             f = r["final"][name]
             rows.append([r["cell_class"], name,
-                         *(mt.spread(f[f"{d}_exact"]) for d in ("greedy", "beam")),
-                         *(mt.spread(f[f"{d}_bleu"]) for d in ("greedy", "beam")),
-                         mt.spread(f["beam_objects"]), mt.spread(f["beam_held_out"]),
+                         *(common.spread(f[f"{d}_exact"]) for d in ("greedy", "beam")),
+                         *(common.spread(f[f"{d}_bleu"]) for d in ("greedy", "beam")),
+                         common.spread(f["beam_objects"]), common.spread(f["beam_held_out"]),
                          f"{r['params']:,}",
                          "yes" if r["nonfinite"] else "no"])
     samples = []
@@ -378,11 +295,7 @@ def report(results: dict, args) -> str:
 
 def check(args) -> None:
     """Fail on a bad cell name or setting before any work."""
-    mt.check_cells(args)
-    common.require_positive(args, ("hidden", "embed", "features", "batch", "beam", "test_size",
-                                   "seeds", "image_size", "checkpoint_every"))
-    if not args.channels or min(args.channels) <= 0:
-        raise ValueError(f"--channels must be positive integers, got {args.channels}")
+    common.check_cells(args)
     if not 0 <= args.shown <= args.test_size:
         raise ValueError(f"--shown must lie in [0, --test-size], got {args.shown}")
     encoder = vision.ImageEncoder(args.features, tuple(args.channels))
@@ -392,8 +305,7 @@ def check(args) -> None:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check(args)
+                             add_arguments, check=check)
     args.out.mkdir(parents=True, exist_ok=True)
     tests = {name: sc.scene_batch(jax.random.key(key), args.test_size, name, args.image_size)
              for name, key in TEST_KEYS.items()}

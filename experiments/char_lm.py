@@ -32,7 +32,6 @@ command resumes where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -46,11 +45,10 @@ import numpy as np
 import optax
 from jax import lax
 
-import rnnjax as rj
 from experiments import common
-from experiments.memory_tasks import cell_label, spread
 from rnnjax import decode
 from rnnjax.cells import make
+from rnnjax.models import CharLM, char_lm, param_count
 from rnnjax.tasks.shakespeare import HELD_OUT, CharVocab, split_plays
 from rnnjax.train import (
     TrainState,
@@ -84,66 +82,24 @@ GOAL_NATS = 1.6
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--layers", type=int, help="recurrent layers in the stack")
-    parser.add_argument("--embed", type=int, help="embedding size of a character")
-    parser.add_argument("--seq-len", dest="seq_len", type=int,
+    parser.add_argument("--layers", type=common.positive_int, help="recurrent layers in the stack")
+    parser.add_argument("--embed", type=common.positive_int, help="embedding size of a character")
+    parser.add_argument("--seq-len", dest="seq_len", type=common.positive_int,
                         help="characters per stream per batch (the truncation length)")
-    parser.add_argument("--minutes", type=float,
+    parser.add_argument("--minutes", type=common.positive_float,
                         help="training minutes per cell, validation included: the steps "
                         "are set from the timed step on this machine (overrides --steps)")
-    parser.add_argument("--eval-streams", dest="eval_streams", type=int,
+    parser.add_argument("--eval-streams", dest="eval_streams", type=common.positive_int,
                         help="parallel streams through the held-out text")
-    parser.add_argument("--eval-chunk", dest="eval_chunk", type=int,
+    parser.add_argument("--eval-chunk", dest="eval_chunk", type=common.positive_int,
                         help="characters per stream per evaluation chunk")
-    parser.add_argument("--min-count", dest="min_count", type=int,
+    parser.add_argument("--min-count", dest="min_count", type=common.positive_int,
                         help="characters seen fewer times in training map to unknown")
     parser.add_argument("--prompt", help="the text samples continue")
-    parser.add_argument("--sample-len", dest="sample_len", type=int,
+    parser.add_argument("--sample-len", dest="sample_len", type=common.positive_int,
                         help="characters per sample")
     parser.add_argument("--temperatures", type=lambda s: [float(x) for x in s.split(",")],
                         help="sampling temperatures, comma-separated")
-
-
-# -- the model ------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class CharModel:
-    """Embedding -> Stacked recurrent layers -> Dense logits over the vocabulary.
-    Params are `{"embed": ..., "rnn": ..., "head": ...}`."""
-
-    embed: rj.Embedding
-    rnn: rj.Stacked
-    head: rj.Dense
-
-    @classmethod
-    def build(cls, cell: str, vocab_size: int, args) -> CharModel:
-        layers = [make(cell, args.hidden) for _ in range(args.layers)]
-        return cls(rj.Embedding(vocab_size, args.embed), rj.Stacked(layers),
-                   rj.Dense(vocab_size))
-
-    def init(self, key):
-        k_embed, k_rnn, k_head = jax.random.split(key, 3)
-        return {"embed": self.embed.init(k_embed),
-                "rnn": self.rnn.init(k_rnn, self.embed.features),
-                "head": self.head.init(k_head, self.rnn.output_size)}
-
-    def initial_carry(self, batch: int):
-        return self.rnn.initial_carry((batch,))
-
-    def logits(self, params, carry, tokens):
-        """Read tokens [B, T] from `carry`: `(final carry, logits [B, T, V])`."""
-        carry, ys = rj.unroll(self.rnn, params["rnn"], self.embed(params["embed"], tokens),
-                              carry)
-        return carry, self.head(params["head"], ys)
-
-    def step(self, params, carry, tokens):
-        """One character per row, tokens [B]: `(carry, logits [B, V])`, the step
-        function of `rnnjax.decode`."""
-        carry, y = self.rnn(params["rnn"], carry, self.embed(params["embed"], tokens))
-        return carry, self.head(params["head"], y)
-
-
-def param_count(params) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
 
 
 # -- the data -------------------------------------------------------------------------
@@ -195,7 +151,7 @@ def batch_fn(train: np.ndarray, seq_len: int, lr: float, steps: int):
     return lambda step: cut(data, step)
 
 
-def held_out_scorer(model: CharModel, chunk: int):
+def held_out_scorer(model: CharLM, chunk: int):
     """`score(params, data) -> [models]`: the mean nats per character of each model
     (params with a leading models axis) on held-out streams, a NumPy array
     [S, n * chunk + 1] (each chunk goes to the device as it is read), read
@@ -230,7 +186,7 @@ class StreamState(NamedTuple):
     carry: Any
 
 
-def stream_step(model: CharModel, optimizer, clip: float):
+def stream_step(model: CharLM, optimizer, clip: float):
     """One model's training step on `(tokens, reset, learning rate)` that hands the
     carry on; `optimizer` is built with `optax.inject_hyperparams`."""
     def loss_fn(params, batch, key):
@@ -274,7 +230,8 @@ def steps_for(minutes: float, step, state, batch, evaluate, eval_every: int) -> 
 def train_cell(cell: str, data: Data, args) -> dict:
     """Train `args.seeds` models of one cell type at once (vmapped), validation scored
     every `eval_every` steps; then the final validation and test scores and samples."""
-    model = CharModel.build(cell, data.vocab.size, args)
+    model = char_lm(cell, vocab_size=data.vocab.size, hidden=args.hidden, embed=args.embed,
+                    layers=args.layers)
     run_dir = args.out / cell
     optimizer_fn = optax.inject_hyperparams(optax.adam)
     initial, grid = sweep_states(model.init, optimizer_fn, seeds=list(range(args.seeds)),
@@ -320,7 +277,7 @@ def train_cell(cell: str, data: Data, args) -> dict:
     train_steps, train_loss = common.series(history, "loss")
     seconds = common.train_seconds(history)
     return {
-        "cell": cell, "cell_class": cell_label(cell), "grid": grid, "steps": steps,
+        "cell": cell, "cell_class": common.cell_label(cell), "grid": grid, "steps": steps,
         "params": param_count(initial.params) // args.seeds,
         "curve": [*zip(curve_steps, values.tolist()), (steps, final["validation_nats"])],
         "train_curve": list(zip(train_steps, train_loss.tolist())),
@@ -340,7 +297,7 @@ def _saved_steps(run_dir: Path, minutes: float) -> int | None:
     return saved.get("steps") if saved.get("minutes") == minutes else None
 
 
-def generate(model: CharModel, params, vocab: CharVocab, prompt: str, length: int,
+def generate(model: CharLM, params, vocab: CharVocab, prompt: str, length: int,
              temperatures, seed: int = 0) -> dict[str, str]:
     """temperature -> `prompt` and `length` characters sampled after it with the key
     `seed` (temperature 0: greedy). One compiled sampler serves every temperature."""
@@ -381,7 +338,7 @@ def plot(results: dict, out: Path) -> None:
 def report(results: dict, data: Data, args) -> str:
     rows = []
     for r in results.values():
-        scores = [spread(r["final"][key], 4) for key in
+        scores = [common.spread(r["final"][key], 4) for key in
                   ("validation_nats", "validation_bpc", "test_nats", "test_bpc")]
         rows.append([r["cell_class"], f"{r['params']:,}", *scores, r["steps"],
                      f"{r['seconds'] / 60:.1f}", "diverged" if r["nonfinite"] else "finished"])
@@ -432,13 +389,6 @@ def check_args(args) -> None:
     """Fail on a bad cell name or setting before any work."""
     for name in args.cells:
         make(name, args.hidden)
-    for name in ("steps", "hidden", "layers", "embed", "batch", "seq_len", "eval_every",
-                 "checkpoint_every", "eval_streams", "eval_chunk", "min_count", "seeds"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
-                             f"{getattr(args, name)}")
-    if args.minutes is not None and args.minutes <= 0:
-        raise ValueError(f"--minutes must be positive, got {args.minutes}")
     if any(t < 0 for t in args.temperatures):
         raise ValueError(f"--temperatures must be >= 0, got {args.temperatures}")
     if not args.prompt:
@@ -447,8 +397,7 @@ def check_args(args) -> None:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check_args(args)
+                             add_arguments, check=check_args)
     data = load_data(args)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {cell: train_cell(cell, data, args) for cell in args.cells}

@@ -1,63 +1,24 @@
-"""Many-to-one sequence classification, as the recordings and sequential-digits studies
-train it: a recurrent encoder read at each sequence's own length, a Dense layer to the
-classes, cross-entropy, several seeds at once through `common.train`.
-
-The encoder is a cell, or `rj.Bidirectional` of two cells of the same type. Unrolled
-with `seq_lengths`, a cell's final carry is its state after each sequence's own last
-step (the padding never reaches it); the bidirectional encoder joins that forward
-state with the backward cell's state after reading back to the first step.
+"""What the classification studies share (recordings, sequential_digits; tagging uses
+`epoch_batches`): training many-to-one classifiers (`rnnjax.models.Classifier`: a
+recurrent encoder read at each sequence's own length, a Dense layer to the classes)
+with cross-entropy, several seeds at once through `common.train`, and their plot.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import rnnjax as rj
 from experiments import common
-from experiments import memory_tasks as mt
-from rnnjax.cells import make
-from rnnjax.seq2seq import final_state
+from rnnjax.models import classifier
 from rnnjax.tasks.labelled import LabelledSequences, channel_stats, standardise
 from rnnjax.train import accuracy
 from rnnjax.train import softmax_cross_entropy as cross_entropy
-
-
-@dataclasses.dataclass(frozen=True)
-class Classifier:
-    """`encoder` (a cell or a Bidirectional) unrolled with `seq_lengths`, its final state
-    through `head` (a Dense to the classes). Params are `{"encoder": ..., "head": ...}`."""
-
-    encoder: Any
-    head: rj.Dense
-    input_size: int
-
-    def init(self, key):
-        k_encoder, k_head = jax.random.split(key)
-        return {"encoder": self.encoder.init(k_encoder, self.input_size),
-                "head": self.head.init(k_head, self.encoder.output_size)}
-
-    def logits(self, params, xs, lengths):
-        """xs [B, T, F], lengths int [B] -> class scores [B, classes]."""
-        carry, _ = rj.unroll(self.encoder, params["encoder"], xs, seq_lengths=lengths)
-        return self.head(params["head"], final_state(self.encoder, carry))
-
-
-def classifier(cell: str, hidden: int, input_size: int, classes: int,
-               bidirectional: bool = False) -> Classifier:
-    """The cell type `cell` (see `rnnjax.cells.make`), both ways when `bidirectional`
-    (each direction with `hidden` units), with a Dense readout to `classes`."""
-    encoder = make(cell, hidden)
-    if bidirectional:
-        encoder = rj.Bidirectional(encoder, make(cell, hidden))
-    return Classifier(encoder, rj.Dense(classes), input_size)
 
 
 def standardised(train: LabelledSequences, *others: LabelledSequences):
@@ -115,7 +76,7 @@ def run(train: LabelledSequences, test: LabelledSequences, cell: str, bidirectio
         run_dir, model.init, loss_fn, epoch_batches(train, min(args.batch, len(train.labels))),
         args, hyper={"learning_rate": args.lr}, clip=args.clip,
         evaluate=lambda p: {"test_accuracy": test_scores(p)["accuracy"]},
-        eval_every=mt.eval_interval(args),
+        eval_every=common.eval_interval(args),
         settings={"data": label, "cell": cell, "bidirectional": bidirectional,
                   "hidden": args.hidden, "batch": args.batch, **(settings or {})},
         desc=f"{label}, {cell}{' bi' if bidirectional else ''}")
@@ -126,7 +87,7 @@ def run(train: LabelledSequences, test: LabelledSequences, cell: str, bidirectio
             final[f"{split}_{metric}"] = ([math.nan] * args.seeds if values is None
                                           else np.asarray(values[metric]).tolist())
     steps, values = common.series(trained.history, "test_accuracy")
-    return {"data": label, "cell": cell, "cell_class": mt.cell_label(cell),
+    return {"data": label, "cell": cell, "cell_class": common.cell_label(cell),
             "bidirectional": bidirectional,
             "curve": [*zip(steps, values.tolist()), (args.steps, final["test_accuracy"])],
             "final": final, "nonfinite": trained.params is None,
@@ -151,7 +112,7 @@ def plot_accuracy(ax, groups: dict[str, list[dict]], cells: list[str], title: st
             ax.plot(np.full(a.shape, xi), a, ".", color="k", ms=3)
     for i, (name, value) in enumerate((references or {}).items()):
         ax.axhline(value, color=f"C{len(groups) + i}", ls="--", lw=1, label=name)
-    ax.set_xticks(np.arange(len(cells)), [mt.cell_label(c) for c in cells], rotation=30,
+    ax.set_xticks(np.arange(len(cells)), [common.cell_label(c) for c in cells], rotation=30,
                   ha="right", fontsize=8)
     ax.set(ylabel="test accuracy", title=title)
     ax.grid(alpha=0.3, axis="y")

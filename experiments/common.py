@@ -1,22 +1,25 @@
-"""What every experiment script shares: the command line, the model, the training
-loop, the results folder, the report and the plots.
+"""What the studies share: the command line and its checks, the training loop, the
+results folder, the report's helpers and the plots.
 
-Every script takes `--cells`, `--seeds`, `--steps`, `--out DIR` (default
+Every study takes `--cells`, `--seeds`, `--steps`, `--out DIR` (default
 results/<name>) and `--quick`, plus a flag for every other entry of its DEFAULTS;
 writes `DIR/results.json` (numbers, config, versions), PNG plots and `DIR/report.md`.
 A study trains with `train` (checkpoints in a run folder under DIR, resumed when the
 same command runs again) and keeps other finished units of work in `DIR/parts/`, so
-a rerun skips what is done. A new study needs only its task, its model and its report.
+a rerun skips what is done. A new study needs only its data, its model (see
+`rnnjax.models`) and its report.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import math
 import os
+import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,9 +27,7 @@ import jax
 import numpy as np
 import optax
 
-import rnnjax as rj
-from rnnjax import probe
-from rnnjax.cells import make
+from rnnjax.cells import CELL_TYPES, make
 from rnnjax.train import (
     fit,
     make_train_step,
@@ -36,26 +37,86 @@ from rnnjax.train import (
     sweep_step,
 )
 
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def comma_list(kind=str):
+    """argparse type: comma-separated values, each read by `kind`, at least one."""
+    def parse(text: str) -> list:
+        if not text:
+            raise argparse.ArgumentTypeError(f"must be a comma-separated list, got {text!r}")
+        return [kind(item) for item in text.split(",")]
+    return parse
+
+
+def names_among(allowed, *, allow_none: bool = False):
+    """argparse type: comma-separated names, each one of `allowed`; none at all ('')
+    only where `allow_none`."""
+    allowed = tuple(allowed)
+
+    def parse(text: str) -> list[str]:
+        names = [name for name in text.split(",") if name]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not (names or allow_none):
+            raise argparse.ArgumentTypeError(f"must be among {','.join(allowed)}, got "
+                                             f"{text!r}")
+        return names
+    return parse
+
+
+def cell_name(text: str) -> str:
+    """argparse type: the name of a cell type of `rnnjax.cells.make`."""
+    if text not in CELL_TYPES:
+        raise argparse.ArgumentTypeError(f"unknown cell {text!r}: the cells are "
+                                         f"{','.join(sorted(CELL_TYPES))}")
+    return text
+
+
 #: flags more than one study has: name -> (type, help); a study gets those in its DEFAULTS
 SHARED_FLAGS = {
-    "hidden": (int, "hidden size"),
-    "batch": (int, "training batch size"),
-    "lr": (float, "learning rate"),
-    "clip": (float, "global gradient-norm clip"),
-    "checkpoint_every": (int, "training steps between checkpoints"),
-    "eval_every": (int, "training steps between two evaluations on held-out data"),
+    "hidden": (positive_int, "hidden size"),
+    "batch": (positive_int, "training batch size"),
+    "lr": (positive_float, "learning rate"),
+    "clip": (positive_float, "global gradient-norm clip"),
+    "checkpoint_every": (positive_int, "training steps between checkpoints"),
+    "eval_every": (positive_int, "training steps between two evaluations on held-out data"),
 }
 
 
 def parse_args(name: str, description: str, defaults: dict, quick: dict, argv=None,
-               add_arguments=None):
+               add_arguments=None, check=None):
     """The shared command line. `quick` overrides `defaults` for `--quick` runs,
-    except where a flag is given explicitly. Every default must have a flag."""
+    except where a flag is given explicitly. Every default must have a flag.
+
+    A bad flag ends as a usage error (exit status 2, nothing created): sizes and
+    counts must be positive, --cells must name cell types, --out must be a folder
+    that can be written; then `check(args)` runs, and a ValueError it raises names
+    the flag it rejects."""
     parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}",
                                      description=description)
-    parser.add_argument("--cells", type=lambda s: s.split(","), help="comma-separated cell names")
-    parser.add_argument("--seeds", type=int, help="seeds per cell")
-    parser.add_argument("--steps", type=int, help="training steps")
+    parser.add_argument("--cells", type=comma_list(cell_name), help="comma-separated cell names")
+    parser.add_argument("--seeds", type=positive_int, help="seeds per cell")
+    parser.add_argument("--steps", type=positive_int, help="training steps")
     parser.add_argument("--out", type=Path, default=Path("results") / name,
                         help=f"output folder (default results/{name})")
     parser.add_argument("--quick", action="store_true",
@@ -79,75 +140,68 @@ def parse_args(name: str, description: str, defaults: dict, quick: dict, argv=No
     for key, value in chosen.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    _check_settings(args)
+    try:
+        _check_out(args.out)
+        if check is not None:
+            check(args)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
-#: flags that must be > 0 wherever a study has them
-POSITIVE_FLAGS = ("seeds", "steps", "hidden", "batch", "lr", "clip", "checkpoint_every",
-                  "eval_every")
-
-
-def _check_settings(args) -> None:
-    """Fail before any work (and before creating anything) on non-positive sizes and
-    counts, and on an output folder that cannot be written."""
-    require_positive(args, [k for k in POSITIVE_FLAGS if getattr(args, k, None) is not None])
-    existing = Path(os.path.abspath(args.out))
+def _check_out(out: Path) -> None:
+    """Fail (before creating anything) on an output folder that cannot be written."""
+    existing = Path(os.path.abspath(out))
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise ValueError(f"--out {args.out} cannot be created: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {args.out} cannot be written: no permission to write "
-                         f"in {existing}")
+        raise ValueError(f"--out {out} cannot be created: {existing} is not a folder")
+    try:   # a folder made and removed at once: permissions, read-only file systems
+        os.rmdir(tempfile.mkdtemp(prefix=".out-check-", dir=existing))
+    except OSError as error:
+        raise ValueError(f"--out {out} cannot be written: no permission to write in "
+                         f"{existing} ({error.strerror})") from None
 
 
-def require_positive(args, names) -> None:
-    """Fail before any work when one of the flags `names` is not positive."""
-    for name in names:
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
-                             f"{getattr(args, name)}")
+def eval_interval(args) -> int:
+    """Steps between test evaluations; --steps must be a multiple of it."""
+    every = min(args.eval_every, args.steps)
+    if args.steps <= 0 or args.steps % every:
+        raise ValueError(f"--steps must be a positive multiple of {every} (the evaluation "
+                         f"interval), got {args.steps}")
+    return every
+
+
+def check_cells(args) -> None:
+    """Fail on a cell the options cannot make, or a --steps that is not a multiple of
+    --eval-every."""
+    for name in args.cells:
+        make(name, args.hidden)
+    eval_interval(args)
+
+
+def cell_label(name: str) -> str:
+    """The class a cell name makes, with the name after it: 'SimpleRNN (tanh)'."""
+    cls = type(make(name, 64)).__name__   # 64: a size every cell type accepts
+    return cls if cls.lower() == name else f"{cls} ({name})"
+
+
+def folder(key: str) -> str:
+    """A run's key as a folder path: 'copy T=100/lstm' -> 'copy_T100/lstm'."""
+    return "/".join(re.sub(r"[^A-Za-z0-9]+", "_", part.replace("=", "")).strip("_")
+                    for part in key.split("/"))
+
+
+def spread(values, digits: int = 3) -> str:
+    """'median (min-max)' of per-seed values."""
+    v = np.asarray(values, np.float64)
+    if v.size == 1:
+        return f"{v[0]:.{digits}g}"
+    return f"{np.median(v):.{digits}g} ({v.min():.{digits}g}-{v.max():.{digits}g})"
 
 
 def _flag_value(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class Readout:
-    """A recurrent cell with a Dense readout of its hidden state: the model of every
-    study. Params are `{"cell": ..., "head": ...}`."""
-
-    cell: rj.Cell
-    head: rj.Dense
-    input_size: int
-
-    def init(self, key):
-        k_cell, k_head = jax.random.split(key)
-        return {"cell": self.cell.init(k_cell, self.input_size),
-                "head": self.head.init(k_head, self.cell.hidden_size)}
-
-    def outputs(self, params, xs):
-        """The readout at every step: [B, T, F] -> [B, T, outputs]."""
-        _, ys = rj.unroll(self.cell, params["cell"], xs)
-        return self.head(params["head"], ys)
-
-    def last(self, params, xs):
-        """The readout of the last step's output only: [B, T, F] -> [B, outputs]."""
-        _, ys = rj.unroll(self.cell, params["cell"], xs)
-        return self.head(params["head"], ys[:, -1])
-
-    def grad_flow(self, params, xs, loss_fn):
-        """||dL/dh_k|| for every step k, one backward pass; `loss_fn` maps the readout
-        at every step [B, T, outputs] to the scalar loss L."""
-        return probe.hidden_grad_norms(self.cell, params["cell"], xs,
-                                       lambda ys: loss_fn(self.head(params["head"], ys)))
-
-
-def readout(name: str, hidden: int, input_size: int, outputs: int, **cell_options) -> Readout:
-    """The cell `name` (see `rnnjax.cells.make`) with a Dense readout to `outputs`."""
-    return Readout(make(name, hidden, **cell_options), rj.Dense(outputs), input_size)
 
 
 class Trained(NamedTuple):

@@ -1,8 +1,8 @@
-"""Compare every cell type on the lectures' memory tasks: which cell learns which
+"""Compare every cell type on the memory tasks: which cell learns which
 dependency, and what its gradient flow shows.
 
-For every task (echo, double dependency, copy memory in the standard and the
-lectures' form, the adding problem) and every cell type, several seeds train at
+For every task (echo, double dependency, copy memory in the standard form and the
+long copy of 40 symbols, the adding problem) and every cell type, several seeds train at
 once (one compiled step, vmapped over seeds) with Adam and global-norm clipping;
 the test metric is tracked against the task's no-memory baseline and its optimum,
 and the gradient-flow probe (||dL/dh_k|| of the last step's loss) runs at
@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import common
-from experiments import memory_tasks as mt
+from experiments import memory_studies as ms
 
 NAME = "compare_cells"
-TASKS = ["echo", "double_dependency", "copy", "lectures_copy", "adding"]
+TASKS = ["echo", "double_dependency", "copy", "long_copy", "adding"]
 DEFAULTS = dict(cells=["tanh", "irnn", "lstm", "peephole", "gru", "clockwork"], seeds=3,
                 steps=10000, tasks=TASKS, hidden=128, batch=128, lr=1e-3, clip=1.0,
                 echo_delay=32, dependency_length=100, copy_length=100, adding_length=200,
@@ -36,41 +36,40 @@ QUICK = dict(seeds=2, steps=300, hidden=32, batch=32, lr=5e-3, echo_delay=5,
 
 
 def add_arguments(parser):
-    mt.add_arguments(parser)
-    parser.add_argument("--tasks", type=lambda s: s.split(","),
+    ms.add_arguments(parser)
+    parser.add_argument("--tasks", type=common.names_among(TASKS),
                         help=f"comma-separated tasks, of {','.join(TASKS)}")
-    parser.add_argument("--echo-delay", dest="echo_delay", type=int,
+    parser.add_argument("--echo-delay", dest="echo_delay", type=common.positive_int,
                         help="delay k of the echo task")
-    parser.add_argument("--dependency-length", dest="dependency_length", type=int,
+    parser.add_argument("--dependency-length", dest="dependency_length", type=common.positive_int,
                         help="sequence length of the double-dependency task")
-    parser.add_argument("--copy-length", dest="copy_length", type=int,
+    parser.add_argument("--copy-length", dest="copy_length", type=common.positive_int,
                         help="blank steps T of the standard copy task")
-    parser.add_argument("--adding-length", dest="adding_length", type=int,
+    parser.add_argument("--adding-length", dest="adding_length", type=common.positive_int,
                         help="sequence length T of the adding problem")
 
 
-def tasks(args) -> list[mt.Task]:
-    makers = {"echo": lambda: mt.echo(args.echo_delay),
-              "double_dependency": lambda: mt.double_dependency(args.dependency_length),
-              "copy": lambda: mt.copy_memory(args.copy_length),
-              "lectures_copy": mt.lectures_copy_memory,
-              "adding": lambda: mt.adding(args.adding_length)}
-    unknown = sorted(set(args.tasks) - set(makers))
-    if unknown:
-        raise ValueError(f"--tasks must be among {TASKS}, got {unknown}")
+def problems(args) -> list[ms.Problem]:
+    makers = {"echo": lambda: ms.echo(args.echo_delay),
+              "double_dependency": lambda: ms.double_dependency(args.dependency_length),
+              "copy": lambda: ms.copy_memory(args.copy_length),
+              "long_copy": ms.long_copy_memory,
+              "adding": lambda: ms.adding(args.adding_length)}
     return [makers[name]() for name in args.tasks]
 
 
 def overview(results: dict, chosen: list, args) -> str:
     """One row per task, one column per cell: median metric and seeds learned."""
     rows = []
-    for task in chosen:
-        row = [task.label, task.metric, f"{task.baseline:.4g}", f"{task.optimum:.4g}"]
+    for problem in chosen:
+        row = [problem.label, problem.metric, f"{problem.baseline:.4g}",
+               f"{problem.optimum:.4g}"]
         for cell in args.cells:
-            r = results[f"{task.label}/{cell}"]
-            row.append(f"{np.median(r['final'][task.metric]):.3g} ({mt.learned_count(r)})")
+            r = results[f"{problem.label}/{cell}"]
+            row.append(f"{np.median(r['final'][problem.metric]):.3g} ({ms.learned_count(r)})")
         rows.append(row)
-    header = ["task", "metric", "no memory", "optimum"] + [mt.cell_label(c) for c in args.cells]
+    header = (["task", "metric", "no memory", "optimum"]
+              + [common.cell_label(c) for c in args.cells])
     return common.markdown_table(header, rows)
 
 
@@ -80,20 +79,20 @@ def report(results: dict, chosen: list, args) -> str:
         f"Command: `{common.command_line()}`", "",
         f"Hidden size {args.hidden}; {args.seeds} seeds per cell (initialisations; the same "
         f"batches); Adam lr {args.lr}, global-norm clip {args.clip}, batch {args.batch}, "
-        f"{args.steps} steps; test metrics on {mt.TEST_SIZE} held-out sequences.", "",
+        f"{args.steps} steps; test metrics on {ms.TEST_SIZE} held-out sequences.", "",
         "## Overview", "",
         "Median test metric over seeds (seeds that learned / seeds). `no memory`: what a "
         "model that ignores the past scores; `optimum`: the best possible (expected).", "",
         overview(results, chosen, args), "",
-        mt.GRADIENT_NOTE, "",
+        ms.GRADIENT_NOTE, "",
     ]
-    for task in chosen:
-        rows = [mt.detail_row(results[f"{task.label}/{cell}"]) for cell in args.cells]
-        lines += [f"## {task.label}", "",
-                  f"Test {task.metric}; no memory {task.baseline:.4g}, optimum "
-                  f"{task.optimum:.4g}; learned: {task.criterion()}. Every seed counts, "
+    for problem in chosen:
+        rows = [ms.detail_row(results[f"{problem.label}/{cell}"]) for cell in args.cells]
+        lines += [f"## {problem.label}", "",
+                  f"Test {problem.metric}; no memory {problem.baseline:.4g}, optimum "
+                  f"{problem.optimum:.4g}; learned: {problem.criterion()}. Every seed counts, "
                   "including those that failed to learn.", "",
-                  common.markdown_table(mt.DETAIL_HEADER, rows), ""]
+                  common.markdown_table(ms.DETAIL_HEADER, rows), ""]
     lines += ["Plots: training.png (test metric per task; median, band: min-max over seeds), "
               "grad_flow.png (gradient flow per task at initialisation, dashed, and after "
               "training, solid); each run's logged metrics in <task>/<cell>/metrics.jsonl "
@@ -103,14 +102,13 @@ def report(results: dict, chosen: list, args) -> str:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    mt.check_cells(args)
-    chosen = tasks(args)
+                             add_arguments, check=common.check_cells)
+    chosen = problems(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    units = [(f"{task.label}/{cell}", task, cell, {}) for task in chosen
+    units = [(f"{problem.label}/{cell}", problem, cell, {}) for problem in chosen
              for cell in args.cells]
-    results = mt.run_all(units, args)
-    mt.plot_tasks(results, chosen, args.cells, args.out)
+    results = ms.run_all(units, args)
+    ms.plot_problems(results, chosen, args.cells, args.out)
     common.write_results(args, {"tasks": [t.label for t in chosen],
                                 "results": results}, report(results, chosen, args))
     return results

@@ -2,9 +2,10 @@
 
 The standard task (Arjovsky, Shah and Bengio 2016): read 10 symbols from 8 classes,
 wait T steps, recall them after a delimiter; the memoryless strategy scores a
-cross-entropy of 10 ln 8 / (T + 20) per step. And the lectures' form: 100 steps,
-the first 40 random, zeros, a marker at step 60, targets the data shifted by 60
-(memoryless 40 ln 8 / 100). Every cell type trains over several seeds at once;
+cross-entropy of 10 ln 8 / (T + 20) per step. And the long copy
+(`rnnjax.tasks.copy_memory.LONG_COPY`): 40 symbols recalled after T = 20 steps, 100
+steps in all, the delimiter at step 60, targets the data shifted by 60 (memoryless
+40 ln 8 / 100). Every cell type trains over several seeds at once;
 the report gives the loss relative to the baseline per cell and T, the recall
 accuracy, and the gradient flow before and after training.
 
@@ -20,33 +21,33 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import common
-from experiments import memory_tasks as mt
+from experiments import memory_studies as ms
 
 NAME = "copy_memory"
 DEFAULTS = dict(cells=["tanh", "irnn", "lstm", "peephole", "gru", "clockwork"], seeds=3,
-                steps=10000, lengths=[50, 100, 200, 500], lectures_form=1, chrono=0.0,
+                steps=10000, lengths=[50, 100, 200, 500], long_copy=1, chrono=0.0,
                 hidden=128, batch=128, lr=1e-3, clip=1.0, eval_every=250,
                 checkpoint_every=1000, workers=1)
 QUICK = dict(seeds=2, steps=400, cells=["tanh", "lstm", "gru"], lengths=[5, 10],
-             lectures_form=0, hidden=32, batch=32, lr=5e-3, eval_every=50,
+             long_copy=0, hidden=32, batch=32, lr=5e-3, eval_every=50,
              checkpoint_every=400, workers=2)
 #: the cells that take a `chrono` option
 CHRONO_CELLS = ("lstm", "peephole", "gru")
 
 
 def add_arguments(parser):
-    mt.add_arguments(parser)
-    parser.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")],
+    ms.add_arguments(parser)
+    parser.add_argument("--lengths", type=common.comma_list(common.positive_int),
                         help="blank steps T of the standard form, comma-separated")
-    parser.add_argument("--lectures-form", dest="lectures_form", type=int, choices=(0, 1),
-                        help="1: also run the lectures' form (100 steps, 40 symbols)")
+    parser.add_argument("--long-copy", dest="long_copy", type=int, choices=(0, 1),
+                        help="1: also run the long copy (40 symbols after 20 steps)")
     parser.add_argument("--chrono", type=float,
                         help="chrono initialisation T_max of the LSTMs and the GRU (0: off)")
 
 
-def forms(args) -> list[mt.Task]:
-    tasks = [mt.copy_memory(t) for t in args.lengths]
-    return tasks + ([mt.lectures_copy_memory()] if args.lectures_form else [])
+def forms(args) -> list[ms.Problem]:
+    problems = [ms.copy_memory(t) for t in args.lengths]
+    return problems + ([ms.long_copy_memory()] if args.long_copy else [])
 
 
 def options(cell: str, args) -> dict:
@@ -54,17 +55,17 @@ def options(cell: str, args) -> dict:
     return {"cell_options": {"chrono": args.chrono}} if chrono else {}
 
 
-def report(results: dict, tasks: list[mt.Task], args) -> str:
+def report(results: dict, problems: list[ms.Problem], args) -> str:
     rows = []
-    for task in tasks:
+    for problem in problems:
         for cell in args.cells:
-            r = results[f"{task.label}/{cell}"]
-            ratio = np.asarray(r["final"]["loss"]) / task.baseline
-            rows.append([task.label, r["cell_class"], f"{task.baseline:.4f}",
-                         mt.spread(r["final"]["loss"]), mt.spread(ratio, 2),
-                         mt.spread(r["final"]["recall"], 2), mt.learned_count(r),
-                         mt.rate(r["grad_rate_init"]),
-                         mt.rate(r["grad_rate_trained"])])
+            r = results[f"{problem.label}/{cell}"]
+            ratio = np.asarray(r["final"]["loss"]) / problem.baseline
+            rows.append([problem.label, r["cell_class"], f"{problem.baseline:.4f}",
+                         common.spread(r["final"]["loss"]), common.spread(ratio, 2),
+                         common.spread(r["final"]["recall"], 2), ms.learned_count(r),
+                         ms.rate(r["grad_rate_init"]),
+                         ms.rate(r["grad_rate_trained"])])
     chrono = (f"; chrono initialisation T_max = {args.chrono} for "
               f"{', '.join(c for c in args.cells if c in CHRONO_CELLS)}" if args.chrono else "")
     return "\n".join([
@@ -72,30 +73,29 @@ def report(results: dict, tasks: list[mt.Task], args) -> str:
         f"Command: `{common.command_line()}`", "",
         f"Hidden size {args.hidden}; {args.seeds} seeds per cell; Adam lr {args.lr}, "
         f"global-norm clip {args.clip}, batch {args.batch}, {args.steps} steps{chrono}.", "",
-        f"Test cross-entropy per step on {mt.TEST_SIZE} held-out sequences; baseline: the "
+        f"Test cross-entropy per step on {ms.TEST_SIZE} held-out sequences; baseline: the "
         "memoryless strategy, copy_length ln 8 / (T + 2 copy_length); relative: loss / "
-        f"baseline; learned: below {mt.LEARNED_FRACTION} x baseline; recall: accuracy on "
+        f"baseline; learned: below {ms.LEARNED_FRACTION} x baseline; recall: accuracy on "
         "the recalled symbols (chance 0.125). Every seed counts, including those that "
         "failed to learn.", "",
         common.markdown_table(["task", "cell", "baseline", "loss: median (range)",
                                "relative", "recall", "learned", "rate, init",
                                "rate, trained"], rows), "",
-        mt.GRADIENT_NOTE, "",
+        ms.GRADIENT_NOTE, "",
         "Plots: training.png (test loss per form), grad_flow.png.", ""])
 
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    mt.check_cells(args)
+                             add_arguments, check=common.check_cells)
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = forms(args)
-    units = [(f"{task.label}/{cell}", task, cell, options(cell, args))
-             for task in tasks for cell in args.cells]
-    results = mt.run_all(units, args)
-    mt.plot_tasks(results, tasks, args.cells, args.out)
-    common.write_results(args, {"baselines": {t.label: t.baseline for t in tasks},
-                                "results": results}, report(results, tasks, args))
+    problems = forms(args)
+    units = [(f"{problem.label}/{cell}", problem, cell, options(cell, args))
+             for problem in problems for cell in args.cells]
+    results = ms.run_all(units, args)
+    ms.plot_problems(results, problems, args.cells, args.out)
+    common.write_results(args, {"baselines": {t.label: t.baseline for t in problems},
+                                "results": results}, report(results, problems, args))
     return results
 
 

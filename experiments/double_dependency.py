@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import common
-from experiments import memory_tasks as mt
+from experiments import memory_studies as ms
 from rnnjax.tasks import reference_cross_entropies
 
 NAME = "double_dependency"
@@ -35,10 +35,11 @@ LEVEL_NAMES = {"none": "no dependency", "first": "only t-3", "both": "both"}
 
 
 def add_arguments(parser):
-    mt.add_arguments(parser)
-    parser.add_argument("--truncations", type=lambda s: [int(x) for x in s.split(",")],
+    ms.add_arguments(parser)
+    parser.add_argument("--truncations", type=common.comma_list(int),
                         help="TBPTT lengths k, comma-separated; 0 is full BPTT")
-    parser.add_argument("--length", type=int, help="sequence length T (every k must divide it)")
+    parser.add_argument("--length", type=common.positive_int,
+                        help="sequence length T (every k must divide it)")
 
 
 def label(k: int) -> str:
@@ -49,7 +50,7 @@ def reached(result: dict, level: float):
     """The first evaluated step at which the median test loss is at most `level` plus
     the tolerance, or None."""
     for step, losses in result["curve"]:
-        if np.median(losses) <= level + mt.LEVEL_TOLERANCE:
+        if np.median(losses) <= level + ms.LEVEL_TOLERANCE:
             return step
     return None
 
@@ -62,10 +63,10 @@ def report(results: dict, args) -> str:
             r = results[f"{label(k)}/{cell}"]
             losses = r["final"]["loss"]
             when = [reached(r, levels[name]) for name in ("first", "both")]
-            rows.append([label(k), r["cell_class"], mt.spread(losses),
-                         ", ".join(mt.double_dependency_level(v) for v in losses),
+            rows.append([label(k), r["cell_class"], common.spread(losses),
+                         ", ".join(ms.double_dependency_level(v) for v in losses),
                          *("-" if w is None else str(w) for w in when),
-                         mt.rate(r["grad_rate_trained"])])
+                         ms.rate(r["grad_rate_trained"])])
     table = common.markdown_table(
         ["training", "cell", "test loss: median (range)", "level per seed",
          "step at t-3 level", "step at both", "rate, trained"], rows)
@@ -75,13 +76,13 @@ def report(results: dict, args) -> str:
         f"Sequences of T = {args.length} steps, scored from step 8; hidden size "
         f"{args.hidden}; {args.seeds} seeds per cell; Adam lr {args.lr}, global-norm clip "
         f"{args.clip}, batch {args.batch}, {args.steps} steps; test cross-entropy (nats per "
-        f"step) on {mt.TEST_SIZE} held-out sequences.", "",
+        f"step) on {ms.TEST_SIZE} held-out sequences.", "",
         "Reference cross-entropies, computed exactly by enumeration: "
         + ", ".join(f"{LEVEL_NAMES[n]} {v:.4f}" for n, v in levels.items())
-        + " (the lectures print 0.66, 0.51, 0.45: truncated to two decimals). Level: the "
-        f"lowest reference a seed's loss is at most {mt.LEVEL_TOLERANCE} above (none, t-3, "
-        "both); step: the first evaluation at which the median loss did (- never).",
-        "", table, "", mt.GRADIENT_NOTE, "",
+        + " (0.66, 0.51, 0.45 truncated to two decimals). Level: the "
+        f"lowest reference a seed's loss is at most {ms.LEVEL_TOLERANCE} above (none, t-3, "
+        "both); step: the first evaluation at which the median loss reached it (- never).",
+        "", table, "", ms.GRADIENT_NOTE, "",
         "Plots: training.png (one panel per truncation, the three reference lines), "
         "grad_flow.png.", ""])
 
@@ -106,24 +107,28 @@ def plots(results: dict, args) -> None:
 
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4), sharey=True, squeeze=False)
     for ax, k in zip(axes[0], args.truncations):
-        mt.plot_grad_flow(ax, [results[f"{label(k)}/{c}"] for c in args.cells], label(k))
+        ms.plot_grad_flow(ax, [results[f"{label(k)}/{c}"] for c in args.cells], label(k))
     axes[0, 0].legend(fontsize=8)
     common.save_figure(fig, args.out / "grad_flow.png")
 
 
-def main(argv=None):
-    args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    mt.check_cells(args)
+def check(args) -> None:
+    """Fail on a bad cell, size, --steps or truncation before any work."""
+    common.check_cells(args)
     bad = [k for k in args.truncations if k < 0 or (k and args.length % k)]
     if bad:
         raise ValueError(f"--truncations must be 0 (full BPTT) or divide --length "
                          f"{args.length}, got {bad}")
+
+
+def main(argv=None):
+    args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
+                             add_arguments, check=check)
     args.out.mkdir(parents=True, exist_ok=True)
-    task = mt.double_dependency(args.length)
-    units = [(f"{label(k)}/{cell}", task, cell, {"truncation": k or None})
+    problem = ms.double_dependency(args.length)
+    units = [(f"{label(k)}/{cell}", problem, cell, {"truncation": k or None})
              for k in args.truncations for cell in args.cells]
-    results = mt.run_all(units, args)
+    results = ms.run_all(units, args)
     plots(results, args)
     common.write_results(args, {"reference_cross_entropies": reference_cross_entropies(),
                                 "results": results}, report(results, args))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import common
-from experiments import memory_tasks as mt
+from experiments import memory_studies as ms
 
 NAME = "echo"
 DEFAULTS = dict(cells=["tanh", "irnn", "lstm", "peephole", "gru", "clockwork"], seeds=3,
@@ -27,10 +27,10 @@ QUICK = dict(seeds=2, steps=300, cells=["tanh", "lstm", "gru"], delays=[1, 4, 16
 
 
 def add_arguments(parser):
-    mt.add_arguments(parser)
-    parser.add_argument("--delays", type=lambda s: [int(x) for x in s.split(",")],
+    ms.add_arguments(parser)
+    parser.add_argument("--delays", type=common.comma_list(common.positive_int),
                         help="delays k, comma-separated")
-    parser.add_argument("--scored", type=int,
+    parser.add_argument("--scored", type=common.positive_int,
                         help="scored steps per sequence (sequences have k + scored steps)")
 
 
@@ -42,13 +42,13 @@ def largest_learned(results: dict, cell: str, delays: list[int]):
 
 
 def report(results: dict, args) -> str:
-    rows = [[mt.cell_label(cell)]
+    rows = [[common.cell_label(cell)]
             + [f"{np.median(results[f'echo k={k}/{cell}']['final']['accuracy']):.3f} "
-               f"({mt.learned_count(results[f'echo k={k}/{cell}'])})" for k in args.delays]
+               f"({ms.learned_count(results[f'echo k={k}/{cell}'])})" for k in args.delays]
             + [str(largest_learned(results, cell, args.delays) or "-")]
             for cell in args.cells]
-    rates = [[mt.cell_label(cell)]
-             + [mt.rate(results[f"echo k={k}/{cell}"]["grad_rate_trained"])
+    rates = [[common.cell_label(cell)]
+             + [ms.rate(results[f"echo k={k}/{cell}"]["grad_rate_trained"])
                 for k in args.delays] for cell in args.cells]
     return "\n".join([
         "# Echo: the largest delay each cell bridges", "",
@@ -56,12 +56,12 @@ def report(results: dict, args) -> str:
         f"Hidden size {args.hidden}; {args.seeds} seeds per cell; Adam lr {args.lr}, "
         f"global-norm clip {args.clip}, batch {args.batch}, {args.steps} steps; sequences of "
         f"k + {args.scored} steps.", "",
-        f"Test accuracy on the echoed steps (t >= k) of {mt.TEST_SIZE} held-out sequences, "
+        f"Test accuracy on the echoed steps (t >= k) of {ms.TEST_SIZE} held-out sequences, "
         f"median over seeds (seeds learned / seeds; learned: accuracy >= "
-        f"{mt.ECHO_LEARNED_ACCURACY}); chance is 0.5. Largest: the largest delay most seeds "
+        f"{ms.ECHO_LEARNED_ACCURACY}); chance is 0.5. Largest: the largest delay most seeds "
         "learned.", "",
         common.markdown_table(["cell"] + [f"k={k}" for k in args.delays] + ["largest"], rows),
-        "", "Fitted gradient decay rate per step after training (" + mt.GRADIENT_NOTE + ")",
+        "", "Fitted gradient decay rate per step after training (" + ms.GRADIENT_NOTE + ")",
         "", common.markdown_table(["cell"] + [f"k={k}" for k in args.delays], rates), "",
         "Plots: accuracy.png (final accuracy against delay), training.png, grad_flow.png.",
         ""])
@@ -74,7 +74,7 @@ def plot_accuracy(results: dict, args) -> None:
         acc = np.asarray([results[f"echo k={k}/{cell}"]["final"]["accuracy"]
                           for k in args.delays])
         ax.plot(args.delays, np.median(acc, axis=1), "o-", color=f"C{i}",
-                label=mt.cell_label(cell))
+                label=common.cell_label(cell))
         ax.fill_between(args.delays, acc.min(axis=1), acc.max(axis=1), color=f"C{i}", alpha=0.15)
     ax.axhline(0.5, color="k", ls="--", lw=1, label="chance")
     ax.set(xscale="log", xlabel="delay k", ylabel="test accuracy on echoed steps",
@@ -86,13 +86,13 @@ def plot_accuracy(results: dict, args) -> None:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    mt.check_cells(args)
+                             add_arguments, check=common.check_cells)
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = [mt.echo(k, args.scored) for k in args.delays]
-    units = [(f"{task.label}/{cell}", task, cell, {}) for task in tasks for cell in args.cells]
-    results = mt.run_all(units, args)
-    mt.plot_tasks(results, tasks, args.cells, args.out)
+    problems = [ms.echo(k, args.scored) for k in args.delays]
+    units = [(f"{problem.label}/{cell}", problem, cell, {}) for problem in problems
+             for cell in args.cells]
+    results = ms.run_all(units, args)
+    ms.plot_problems(results, problems, args.cells, args.out)
     plot_accuracy(results, args)
     common.write_results(args, {"results": results}, report(results, args))
     return results

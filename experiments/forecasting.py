@@ -38,8 +38,8 @@ import optax
 
 import rnnjax as rj
 from experiments import common
-from experiments import memory_tasks as mt
 from rnnjax.cells import make
+from rnnjax.models import CellWithHead, cell_with_head, combine, part
 from rnnjax.tasks import series as ts
 
 NAME = "forecasting"
@@ -51,18 +51,17 @@ DEFAULTS = dict(cells=["tanh", "lstm", "gru"], seeds=5, steps=500,
 QUICK = dict(seeds=2, steps=300, checkpoint_every=300)
 
 
-def _names(text: str) -> list[str]:
-    return [name for name in text.split(",") if name]
-
-
 def add_arguments(parser) -> None:
-    parser.add_argument("--series", type=_names, help="series to forecast, comma-separated")
-    parser.add_argument("--window", type=int, help="values each model reads per forecast")
+    parser.add_argument("--series", type=common.names_among(ts.LOADERS),
+                        help="series to forecast, comma-separated")
+    parser.add_argument("--window", type=common.positive_int,
+                        help="values each model reads per forecast")
     parser.add_argument("--test-fraction", dest="test_fraction", type=float,
                         help="the last part of each series kept for the walk-forward test")
-    parser.add_argument("--log", type=_names,
+    parser.add_argument("--log", type=common.names_among(ts.LOADERS, allow_none=True),
                         help="series modelled in log space, comma-separated ('' for none)")
-    parser.add_argument("--difference", type=_names,
+    parser.add_argument("--difference",
+                        type=common.names_among(ts.LOADERS, allow_none=True),
                         help="series modelled as first differences, comma-separated "
                              "('' for none)")
     parser.add_argument("--weight-decay", dest="weight_decay", type=float,
@@ -74,7 +73,7 @@ def add_arguments(parser) -> None:
 class WindowRNN:
     """A recurrent cell reads the window; a Dense reads the forecast from its last state."""
 
-    model: common.Readout
+    model: CellWithHead
 
     def init(self, key):
         return self.model.init(key)
@@ -92,9 +91,8 @@ class WindowMLP:
     width: int
 
     def init(self, key):
-        k_hidden, k_out = jax.random.split(key)
-        return {"hidden": self.hidden.init(k_hidden, self.width),
-                "out": self.out.init(k_out, self.hidden.features)}
+        return combine(part("hidden", lambda k: self.hidden.init(k, self.width)),
+                       part("out", lambda k: self.out.init(k, self.hidden.features)))(key)
 
     def predict(self, params, windows):
         return self.out(params["out"], jnp.tanh(self.hidden(params["hidden"], windows)))[..., 0]
@@ -104,11 +102,11 @@ def build(name: str, args):
     """The model `name`: a cell name, or MLP."""
     if name == MLP:
         return WindowMLP(rj.Dense(args.hidden), rj.Dense(1), args.window)
-    return WindowRNN(common.readout(name, args.hidden, 1, 1))
+    return WindowRNN(cell_with_head(name, args.hidden, 1, 1))
 
 
 def label(name: str, args) -> str:
-    return f"MLP (window {args.window})" if name == MLP else mt.cell_label(name)
+    return f"MLP (window {args.window})" if name == MLP else common.cell_label(name)
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -244,9 +242,9 @@ def report(results: dict, args) -> str:
         steps = " then ".join([*(["log"] if transform["log"] else []),
                                *(["first difference"] if transform["difference"] else []),
                                "standardised"])
-        rows = [[m["label"], mt.spread(m["rmse"]), mt.spread(m["mae"]),
-                 mt.spread(m["rmse_ratio"], 2), mt.spread(m["mae_ratio"], 2),
-                 mt.spread(m["train_rmse"])] for m in r["models"].values()]
+        rows = [[m["label"], common.spread(m["rmse"]), common.spread(m["mae"]),
+                 common.spread(m["rmse_ratio"], 2), common.spread(m["mae_ratio"], 2),
+                 common.spread(m["train_rmse"])] for m in r["models"].values()]
         sections += [
             f"## {name}", "",
             f"{r['length']} values ({r['time'][0]} to {r['time'][-1]}), in {r['units']}; "
@@ -320,24 +318,12 @@ def check_args(args) -> None:
     """Fail on a bad name or setting before any work."""
     for cell in args.cells:
         make(cell, args.hidden)
-    for option in ("series", "log", "difference"):
-        unknown = sorted(set(getattr(args, option)) - set(ts.LOADERS))
-        if unknown:
-            raise ValueError(f"--{option} must name series among {sorted(ts.LOADERS)}, got "
-                             f"{unknown}")
-    if not args.series:
-        raise ValueError("--series must name at least one series")
     ts.split_point(100, args.test_fraction)
-    for option in ("window", "steps", "batch"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option} must be a positive integer, got "
-                             f"{getattr(args, option)}")
 
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check_args(args)
+                             add_arguments, check=check_args)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {name: run_series(ts.load(name), args) for name in args.series}
     plot(results, args.out)

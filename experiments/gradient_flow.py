@@ -28,6 +28,7 @@ from tqdm import tqdm
 from experiments import common
 from rnnjax import probe
 from rnnjax.cells import make
+from rnnjax.models import cell_with_head
 from rnnjax.tasks import ADDING_BASELINE_MSE, adding_batch
 
 NAME = "gradient_flow"
@@ -41,7 +42,7 @@ MOMENTUM = 0.9
 
 
 def add_arguments(parser):
-    parser.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")],
+    parser.add_argument("--lengths", type=common.comma_list(common.positive_int),
                         help="probe sequence lengths, comma-separated")
     parser.add_argument("--rhos", type=lambda s: [float(x) for x in s.split(",")],
                         help="scales of the orthogonal recurrent init, comma-separated")
@@ -51,9 +52,9 @@ def add_arguments(parser):
                         type=lambda s: [float(x) for x in s.split(",")],
                         help="stds of the probe's N(0, s^2) inputs, comma-separated (driven "
                              "units saturate; weak inputs expose the recurrent dynamics)")
-    parser.add_argument("--clip-rho", dest="clip_rho", type=float,
+    parser.add_argument("--clip-rho", dest="clip_rho", type=common.positive_float,
                         help="rho of the tanh RNN that the clipping study trains")
-    parser.add_argument("--clip-length", dest="clip_length", type=int,
+    parser.add_argument("--clip-length", dest="clip_length", type=common.positive_int,
                         help="sequence length T of the clipping study's adding task")
 
 
@@ -117,7 +118,7 @@ def clipping_study(args) -> dict:
     """A tanh RNN with rho = clip_rho (chaotic, exploding gradients) trained by SGD with
     momentum on the adding problem, without and with global-norm clipping, several
     seeds at once; every step's loss and gradient norm (before clipping) is logged."""
-    model = common.readout("tanh", args.hidden, 2, 1, recurrent_scale=args.clip_rho)
+    model = cell_with_head("tanh", args.hidden, 2, 1, recurrent_scale=args.clip_rho)
 
     def loss_fn(params, batch, key):
         xs, target = batch
@@ -276,8 +277,7 @@ def report(probes: dict, truncation: dict, clipping: dict, args) -> str:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    configurations(args)  # fail on a bad cell name before any work
+                             add_arguments, check=configurations)
     args.out.mkdir(parents=True, exist_ok=True)
     probes = probe_all(args)
     truncation = truncation_study(args)

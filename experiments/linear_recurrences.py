@@ -2,7 +2,7 @@
 tasks at growing T, gradient flow through time, and sensitivity to the parameters.
 
 1. Copy memory and the adding problem at each length T, every cell type, several
-   seeds (the memory-task runner of `experiments.memory_tasks`: test metric against
+   seeds (the memory-task runner of `experiments.memory_studies`: test metric against
    no-memory baselines, ||dL/dh_k|| at initialisation and after training).
 2. Memory against sensitivity (Zucchet & Orvieto 2024): an LRU whose eigenvalues all
    have modulus r, and a linear RNN h_t = h_{t-1} W + x_t U with W = r * orthogonal
@@ -27,7 +27,7 @@ import numpy as np
 
 import rnnjax as rj
 from experiments import common
-from experiments import memory_tasks as mt
+from experiments import memory_studies as ms
 from rnnjax import probe
 from rnnjax.cells import LinearRecurrence, make
 
@@ -44,15 +44,15 @@ PROBE_BATCH, INPUTS = 8, 4
 
 
 def add_arguments(parser):
-    mt.add_arguments(parser)
+    ms.add_arguments(parser)
     ints = lambda s: [int(x) for x in s.split(",") if x]
     parser.add_argument("--copy-lengths", dest="copy_lengths", type=ints,
-                        help="blank steps T of the copy tasks, comma-separated ('' for none)")
+                        help="blank steps T of the copy problems, comma-separated ('' for none)")
     parser.add_argument("--adding-lengths", dest="adding_lengths", type=ints,
                         help="lengths T of the adding problems, comma-separated ('' for none)")
     parser.add_argument("--radii", type=lambda s: [float(x) for x in s.split(",")],
                         help="eigenvalue moduli r of the sensitivity study, comma-separated")
-    parser.add_argument("--probe-length", dest="probe_length", type=int,
+    parser.add_argument("--probe-length", dest="probe_length", type=common.positive_int,
                         help="sequence length T of the sensitivity probes")
     parser.add_argument("--scan", choices=["associative", "sequential"],
                         help="how the linear recurrences are trained: jax.lax.associative_scan "
@@ -151,29 +151,29 @@ def plot_sensitivity(sensitivity: dict, args) -> None:
     common.save_figure(fig, args.out / "sensitivity.png")
 
 
-def report(results, tasks, sensitivity, cells_sens, args) -> str:
+def report(results, problems, sensitivity, cells_sens, args) -> str:
     lines = ["# Linear recurrences against the LSTM and the GRU", "",
              f"Command: `{common.command_line()}`", "",
              f"Hidden size {args.hidden}; {args.seeds} seeds per cell; Adam lr {args.lr}, "
              f"global-norm clip {args.clip}, batch {args.batch}, {args.steps} steps; test "
-             f"metrics on {mt.TEST_SIZE} held-out sequences. LRU, MinGRU and MinLSTM train "
+             f"metrics on {ms.TEST_SIZE} held-out sequences. LRU, MinGRU and MinLSTM train "
              f"with the {args.scan} scan.", "",
              "## Memory tasks", "",
              "Median test metric over seeds (seeds that learned / seeds).", ""]
     rows = []
-    for task in tasks:
-        row = [task.label, task.metric, f"{task.baseline:.4g}"]
+    for problem in problems:
+        row = [problem.label, problem.metric, f"{problem.baseline:.4g}"]
         for cell in args.cells:
-            r = results[f"{task.label}/{cell}"]
-            row.append(f"{np.median(r['final'][task.metric]):.3g} ({mt.learned_count(r)})")
+            r = results[f"{problem.label}/{cell}"]
+            row.append(f"{np.median(r['final'][problem.metric]):.3g} ({ms.learned_count(r)})")
         rows.append(row)
     lines += [common.markdown_table(["task", "metric", "no memory"]
-                                    + [mt.cell_label(c) for c in args.cells], rows), ""]
-    for task in tasks:
-        detail = [mt.detail_row(results[f"{task.label}/{cell}"]) for cell in args.cells]
-        lines += [f"### {task.label}", "", f"Learned: {task.criterion()}.", "",
-                  common.markdown_table(mt.DETAIL_HEADER, detail), ""]
-    lines += [mt.GRADIENT_NOTE, "",
+                                    + [common.cell_label(c) for c in args.cells], rows), ""]
+    for problem in problems:
+        detail = [ms.detail_row(results[f"{problem.label}/{cell}"]) for cell in args.cells]
+        lines += [f"### {problem.label}", "", f"Learned: {problem.criterion()}.", "",
+                  common.markdown_table(ms.DETAIL_HEADER, detail), ""]
+    lines += [ms.GRADIENT_NOTE, "",
               "## Memory against sensitivity to the parameters", "",
               f"T = {args.probe_length}, hidden {args.hidden}, inputs N(0, 1), median over "
               f"{args.seeds} seeds. memory: ||dh_T-1/dh_0|| (r^(T-1) for both models); the "
@@ -193,8 +193,8 @@ def report(results, tasks, sensitivity, cells_sens, args) -> str:
               "## Every cell at initialisation", "",
               common.markdown_table(
                   ["cell", "||dh_T-1/dtheta|| (total)", "||dh_T-1/dh_0||"],
-                  [[mt.cell_label(c), mt.spread(cells_sens[c]["total"]),
-                    mt.spread(cells_sens[c]["memory"])] for c in args.cells]), "",
+                  [[common.cell_label(c), common.spread(cells_sens[c]["total"]),
+                    common.spread(cells_sens[c]["memory"])] for c in args.cells]), "",
               "Plots: training.png, grad_flow.png, sensitivity.png.", ""]
     return "\n".join(lines)
 
@@ -206,25 +206,29 @@ def run_options(cell: str, args) -> dict:
     return {"cell_options": {"parallel_scan": args.scan == "associative"}}
 
 
-def main(argv=None):
-    args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    mt.check_cells(args)
+def check(args) -> None:
+    """Fail on a bad cell, size, --steps or radius before any work."""
+    common.check_cells(args)
     if not all(0 < r < 1 for r in args.radii):
         raise ValueError(f"--radii must lie in (0, 1), got {args.radii}")
+
+
+def main(argv=None):
+    args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
+                             add_arguments, check=check)
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = ([mt.copy_memory(t) for t in args.copy_lengths]
-             + [mt.adding(t) for t in args.adding_lengths])
-    units = [(f"{task.label}/{cell}", task, cell, run_options(cell, args))
-             for task in tasks for cell in args.cells]
-    results = mt.run_all(units, args)
-    mt.plot_tasks(results, tasks, args.cells, args.out)
+    problems = ([ms.copy_memory(t) for t in args.copy_lengths]
+             + [ms.adding(t) for t in args.adding_lengths])
+    units = [(f"{problem.label}/{cell}", problem, cell, run_options(cell, args))
+             for problem in problems for cell in args.cells]
+    results = ms.run_all(units, args)
+    ms.plot_problems(results, problems, args.cells, args.out)
     sensitivity = sensitivity_study(args)
     cells_sens = cell_sensitivity(args)
     plot_sensitivity(sensitivity, args)
     common.write_results(args, {"results": results, "sensitivity": sensitivity,
                                 "cell_sensitivity": cells_sens},
-                         report(results, tasks, sensitivity, cells_sens, args))
+                         report(results, problems, sensitivity, cells_sens, args))
     return results
 
 

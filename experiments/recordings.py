@@ -18,7 +18,6 @@ set x cell x direction) checkpoints to its own folder.
 from __future__ import annotations
 
 from experiments import classify, common
-from experiments import memory_tasks as mt
 from rnnjax.tasks.recordings import DATASETS, load_recordings
 
 NAME = "recordings"
@@ -43,20 +42,15 @@ PUBLISHED_SOURCE = (
     "is that paper's, not checked here.")
 
 def add_arguments(parser):
-    parser.add_argument("--datasets", type=lambda s: s.split(","),
+    parser.add_argument("--datasets", type=common.names_among(DATASETS),
                         help=f"comma-separated, among {','.join(DATASETS)}")
-    parser.add_argument("--directions", type=lambda s: s.split(","),
+    parser.add_argument("--directions", type=common.names_among(DIRECTIONS),
                         help="comma-separated, among uni,bi")
 
 
 def check(args) -> None:
     """Fail on a bad data set, direction, cell or --steps before any work."""
-    mt.check_cells(args)
-    for flag, given, allowed in (("--datasets", args.datasets, DATASETS),
-                                 ("--directions", args.directions, DIRECTIONS)):
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            raise ValueError(f"{flag} must be among {','.join(allowed)}, got {unknown}")
+    common.check_cells(args)
 
 
 def report(results: dict, args) -> str:
@@ -66,8 +60,8 @@ def report(results: dict, args) -> str:
             for direction in args.directions:
                 r = results[f"{dataset}/{cell}/{direction}"]
                 rows.append([dataset, r["cell_class"], direction,
-                             mt.spread(r["final"]["test_accuracy"]),
-                             mt.spread(r["final"]["train_accuracy"]),
+                             common.spread(r["final"]["test_accuracy"]),
+                             common.spread(r["final"]["train_accuracy"]),
                              "yes" if r["nonfinite"] else "no", f"{r['wall_seconds']:.0f}"])
     if PUBLISHED:
         methods = sorted({m for figures in PUBLISHED.values() for m in figures})
@@ -111,8 +105,7 @@ def plot(results: dict, args) -> None:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check(args)
+                             add_arguments, check=check)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     for dataset in args.datasets:
@@ -122,7 +115,7 @@ def main(argv=None):
             for direction in args.directions:
                 key = f"{dataset}/{cell}/{direction}"
                 results[key] = classify.run(train, test, cell, DIRECTIONS[direction], args,
-                                            args.out / mt.folder(key), label=dataset)
+                                            args.out / common.folder(key), label=dataset)
     plot(results, args)
     common.write_results(args, {"results": results, "published": PUBLISHED,
                                 "published_source": PUBLISHED_SOURCE},

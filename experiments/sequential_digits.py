@@ -19,7 +19,6 @@ Writes results/sequential_digits/{results.json, report.md, accuracy.png}; every 
 from __future__ import annotations
 
 from experiments import classify, common
-from experiments import memory_tasks as mt
 from rnnjax.tasks.digits import load_digits_sequences
 
 NAME = "sequential_digits"
@@ -34,7 +33,7 @@ QUICK = dict(seeds=2, steps=150, cells=["irnn", "lstm"], hidden=32, lr=3e-3, eva
 
 
 def add_arguments(parser):
-    parser.add_argument("--readings", type=lambda s: s.split(","),
+    parser.add_argument("--readings", type=common.names_among(READINGS),
                         help=f"comma-separated, among {','.join(READINGS)}")
     parser.add_argument("--permutation-seed", dest="permutation_seed", type=int,
                         help="seed of the fixed pixel order of the permuted readings")
@@ -42,10 +41,7 @@ def add_arguments(parser):
 
 def check(args) -> None:
     """Fail on a bad reading, cell or --steps before any work."""
-    mt.check_cells(args)
-    unknown = sorted(set(args.readings) - set(READINGS))
-    if unknown:
-        raise ValueError(f"--readings must be among {','.join(READINGS)}, got {unknown}")
+    common.check_cells(args)
 
 
 def load(reading: str, permutation_seed: int):
@@ -72,12 +68,12 @@ def whole_image_references() -> dict[str, float]:
 def report(results: dict, references: dict[str, float], args) -> str:
     header = ["cell", *args.readings]
     rows = [[results[f"{args.readings[0]}/{cell}"]["cell_class"],
-             *(mt.spread(results[f"{reading}/{cell}"]["final"]["test_accuracy"])
+             *(common.spread(results[f"{reading}/{cell}"]["final"]["test_accuracy"])
                + (" (diverged)" if results[f"{reading}/{cell}"]["nonfinite"] else "")
                for reading in args.readings)]
             for cell in args.cells]
     train_rows = [[results[f"{args.readings[0]}/{cell}"]["cell_class"],
-                   *(mt.spread(results[f"{reading}/{cell}"]["final"]["train_accuracy"])
+                   *(common.spread(results[f"{reading}/{cell}"]["final"]["train_accuracy"])
                      for reading in args.readings)]
                   for cell in args.cells]
     return "\n".join([
@@ -113,8 +109,7 @@ def plot(results: dict, args) -> None:
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check(args)
+                             add_arguments, check=check)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     for reading in args.readings:
@@ -122,7 +117,7 @@ def main(argv=None):
         for cell in args.cells:
             key = f"{reading}/{cell}"
             results[key] = classify.run(
-                train, test, cell, False, args, args.out / mt.folder(key), label=reading,
+                train, test, cell, False, args, args.out / common.folder(key), label=reading,
                 settings={"permutation_seed": args.permutation_seed})
     plot(results, args)
     references = whole_image_references()

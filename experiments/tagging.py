@@ -45,15 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-import rnnjax as rj
 from experiments import classify, common
-from experiments import memory_tasks as mt
-from rnnjax import crf
-from rnnjax.cells import make
-from rnnjax.seq2seq import final_state
+from rnnjax.models import LookupTagger, Tagger, tagger
+from rnnjax.models.tagger import HEADS, pack_words
 from rnnjax.tasks._optional import require
 from rnnjax.tasks.entities import (
     TAGS,
@@ -67,11 +63,9 @@ from rnnjax.tasks.entities import (
     tag_names,
 )
 from rnnjax.tasks.labelled import LabelledSequences
-from rnnjax.tasks.vocab import UNK, WordVocab
-from rnnjax.train import softmax_cross_entropy
+from rnnjax.tasks.vocab import WordVocab
 
 NAME = "tagging"
-HEADS = ("softmax", "crf")
 FEATURES = ("chars", "chars+words")
 DEFAULTS = dict(cells=["lstm"], seeds=5, steps=2000, heads=list(HEADS),
                 features=list(FEATURES), train_size=2000, eval_size=500, corpus_seed=0,
@@ -91,22 +85,25 @@ METRICS = ("precision", "recall", "f1", "invalid")
 
 
 def add_arguments(parser) -> None:
-    names = lambda s: [n for n in s.split(",") if n]
-    parser.add_argument("--heads", type=names, help=f"among {','.join(HEADS)}")
-    parser.add_argument("--features", type=names, help=f"among {','.join(FEATURES)}")
-    parser.add_argument("--train-size", dest="train_size", type=int,
+    parser.add_argument("--heads", type=common.names_among(HEADS),
+                        help=f"among {','.join(HEADS)}")
+    parser.add_argument("--features", type=common.names_among(FEATURES),
+                        help=f"among {','.join(FEATURES)}")
+    parser.add_argument("--train-size", dest="train_size", type=common.positive_int,
                         help="generated training sentences")
-    parser.add_argument("--eval-size", dest="eval_size", type=int,
+    parser.add_argument("--eval-size", dest="eval_size", type=common.positive_int,
                         help="generated test sentences per part (validation: half as many)")
     parser.add_argument("--corpus-seed", dest="corpus_seed", type=int,
                         help="seed of the generated corpus (which names are held out)")
-    parser.add_argument("--char-dim", dest="char_dim", type=int, help="character embedding size")
-    parser.add_argument("--char-hidden", dest="char_hidden", type=int,
+    parser.add_argument("--char-dim", dest="char_dim", type=common.positive_int,
+                        help="character embedding size")
+    parser.add_argument("--char-hidden", dest="char_hidden", type=common.positive_int,
                         help="character BiLSTM units per direction")
-    parser.add_argument("--word-dim", dest="word_dim", type=int, help="word embedding size")
+    parser.add_argument("--word-dim", dest="word_dim", type=common.positive_int,
+                        help="word embedding size")
     parser.add_argument("--word-dropout", dest="word_dropout", type=float,
                         help="probability that a training word is read as the unknown word")
-    parser.add_argument("--max-chars", dest="max_chars", type=int,
+    parser.add_argument("--max-chars", dest="max_chars", type=common.positive_int,
                         help="characters read per word (longer words: their first ones)")
     parser.add_argument("--conll-dir", dest="conll_dir", type=Path,
                         help="a CoNLL-2003-format corpus instead of the generated one")
@@ -170,92 +167,17 @@ def conll_file(folder: Path, split: str) -> Path:
 def packed(arrays: TaggedArrays) -> LabelledSequences:
     """The arrays as `LabelledSequences` for `classify.epoch_batches`: per word, its
     id, its character count and its characters side by side in `xs` [N, T, 2 + L]."""
-    xs = np.concatenate([arrays.words[..., None], arrays.word_lengths[..., None],
-                         arrays.chars], axis=-1)
+    xs = pack_words(arrays.words, arrays.word_lengths, arrays.chars)
     return LabelledSequences(xs, arrays.lengths, arrays.tags, (),
                              np.arange(len(arrays.lengths)))
 
 
-# -- the model ----------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Tagger:
-    """Character BiLSTM (+ word embedding) -> word BiLSTM -> Dense tag scores, read by a
-    softmax or a CRF. Params: `chars`, `char_rnn`, `context`, `head`, and `words`
-    (with word features) and `crf` (`transitions` [K, K], `start`, `end` [K])."""
-
-    char_embedding: rj.Embedding
-    char_rnn: rj.Bidirectional
-    word_embedding: rj.Embedding | None
-    context: rj.Bidirectional
-    head: rj.Dense
-    use_crf: bool
-    word_dropout: float = 0.0
-
-    @property
-    def tag_count(self) -> int:
-        return self.head.features
-
-    def init(self, key):
-        keys = jax.random.split(key, 5)
-        word_size = self.char_rnn.output_size + (self.word_embedding.features
-                                                 if self.word_embedding else 0)
-        params = {"chars": self.char_embedding.init(keys[0]),
-                  "char_rnn": self.char_rnn.init(keys[1], self.char_embedding.features),
-                  "context": self.context.init(keys[2], word_size),
-                  "head": self.head.init(keys[3], self.context.output_size)}
-        if self.word_embedding:
-            params["words"] = self.word_embedding.init(keys[4])
-        if self.use_crf:
-            zeros = lambda *shape: jnp.zeros(shape, jnp.float32)
-            k = self.tag_count
-            params["crf"] = {"transitions": zeros(k, k), "start": zeros(k), "end": zeros(k)}
-        return params
-
-    def emissions(self, params, xs, lengths, key=None):
-        """xs int [B, T, 2 + L] (see `packed`), lengths [B] -> tag scores [B, T, K];
-        `key` drops words to the unknown id (training only)."""
-        words, word_lengths, chars = xs[..., 0], xs[..., 1], xs[..., 2:]
-        batch, steps, width = chars.shape
-        letters = self.char_embedding(params["chars"], chars.reshape(batch * steps, width))
-        carry, _ = rj.unroll(self.char_rnn, params["char_rnn"], letters,
-                             seq_lengths=word_lengths.reshape(-1))
-        vectors = final_state(self.char_rnn, carry).reshape(batch, steps, -1)
-        if self.word_embedding:
-            if key is not None and self.word_dropout > 0:
-                words = jnp.where(jax.random.bernoulli(key, self.word_dropout, words.shape),
-                                  UNK, words)
-            vectors = jnp.concatenate([vectors, self.word_embedding(params["words"], words)],
-                                      axis=-1)
-        _, ys = rj.unroll(self.context, params["context"], vectors, seq_lengths=lengths)
-        return self.head(params["head"], ys)
-
-    def loss(self, params, batch, key):
-        """Mean per word: cross-entropy (softmax) or the CRF's nll summed over the batch
-        over the words in it."""
-        xs, lengths, tags = batch
-        scores = self.emissions(params, xs, lengths, key)
-        if not self.use_crf:
-            return softmax_cross_entropy(scores, tags, lengths), {}
-        losses = crf.nll(scores, params["crf"]["transitions"], tags, lengths,
-                         start=params["crf"]["start"], end=params["crf"]["end"])
-        return jnp.sum(losses) / jnp.maximum(jnp.sum(lengths), 1), {}
-
-    def predict(self, params, xs, lengths):
-        """Tag ids [B, T] (0 past each length): argmax per word, or Viterbi."""
-        scores = self.emissions(params, xs, lengths)
-        if not self.use_crf:
-            valid = jnp.arange(scores.shape[1])[None] < lengths[:, None]
-            return jnp.where(valid, jnp.argmax(scores, axis=-1), 0).astype(jnp.int32)
-        return crf.viterbi(scores, params["crf"]["transitions"], lengths,
-                           start=params["crf"]["start"], end=params["crf"]["end"])[0]
-
-
-def tagger(cell: str, head: str, features: str, data: Data, args) -> Tagger:
-    both = lambda hidden: rj.Bidirectional(make(cell, hidden), make(cell, hidden))
-    return Tagger(rj.Embedding(data.chars_size, args.char_dim), both(args.char_hidden),
-                  rj.Embedding(data.words.size, args.word_dim) if features == "chars+words"
-                  else None, both(args.hidden), rj.Dense(len(data.tags)), head == "crf",
-                  args.word_dropout)
+def build(cell: str, head: str, features: str, data: Data, args) -> Tagger:
+    """The tagger of a run: `rnnjax.models.tagger` at the flags' sizes."""
+    return tagger(cell, head, chars=data.chars_size, char_dim=args.char_dim,
+                  char_hidden=args.char_hidden, hidden=args.hidden, tags=len(data.tags),
+                  words=data.words.size if features == "chars+words" else None,
+                  word_dim=args.word_dim, word_dropout=args.word_dropout)
 
 
 def predictor(model: Tagger, parts: list[TaggedArrays]):
@@ -305,38 +227,6 @@ def scores(gold: list, predicted: list[list[str]]) -> dict[str, float]:
 
 
 # -- the baselines ------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Lookup:
-    """The training entities as a table: token span -> its most frequent type (ties:
-    the first in sorted order). Tags a sentence left to right, the longest span in the
-    table first; a word in no span is O."""
-
-    table: dict[tuple[str, ...], str]
-
-    @classmethod
-    def fit(cls, sentences) -> Lookup:
-        counts: dict[tuple[str, ...], Counter] = {}
-        for tokens, tags in sentences:
-            for kind, first, last in entity_spans(tags):
-                counts.setdefault(tuple(tokens[first:last + 1]), Counter())[kind] += 1
-        return cls({span: min(c, key=lambda k: (-c[k], k)) for span, c in counts.items()})
-
-    def tag(self, tokens) -> list[str]:
-        longest = max(map(len, self.table), default=0)
-        tags, i = [], 0
-        while i < len(tokens):
-            for size in range(min(longest, len(tokens) - i), 0, -1):
-                kind = self.table.get(tuple(tokens[i:i + size]))
-                if kind:
-                    tags += [f"B-{kind}"] + [f"I-{kind}"] * (size - 1)
-                    i += size
-                    break
-            else:
-                tags.append("O")
-                i += 1
-        return tags
-
-
 def chance_tags(sentences, train, seed: int = 0) -> list[list[str]]:
     """Tags drawn independently per word from the training tag frequencies."""
     counts = Counter(t for _, tags in train for t in tags)
@@ -351,7 +241,7 @@ def run(cell: str, head: str, features: str, data: Data, args, run_dir: Path) ->
     """Train `args.seeds` taggers; validation F1 per part along the way; at the end
     precision, recall and F1 per test part and seed, and seed 0's tags of the test."""
     started = time.perf_counter()
-    model = tagger(cell, head, features, data, args)
+    model = build(cell, head, features, data, args)
     train = packed(data.arrays["train"])
     evaluated = [f"validation/{p}" for p in data.parts("validation")]
     evaluated += [f"test/{p}" for p in data.parts("test")]
@@ -373,7 +263,7 @@ def run(cell: str, head: str, features: str, data: Data, args, run_dir: Path) ->
         run_dir, model.init, model.loss,
         classify.epoch_batches(train, min(args.batch, len(train.lengths))), args,
         hyper={"learning_rate": args.lr}, clip=args.clip, evaluate=evaluate,
-        eval_every=mt.eval_interval(args),
+        eval_every=common.eval_interval(args),
         settings={"data": data.source, "cell": cell, "head": head, "features": features,
                   **{k: getattr(args, k) for k in ("train_size", "eval_size", "corpus_seed",
                                                    "char_dim", "char_hidden", "word_dim",
@@ -410,7 +300,7 @@ def run(cell: str, head: str, features: str, data: Data, args, run_dir: Path) ->
 def baselines(data: Data, examples: int) -> dict:
     """The lookup table and chance, per test part (one number each: no seeds), and the
     lookup's tags of the first `examples` test sentences of each part."""
-    lookup = Lookup.fit(data.sentences["train"])
+    lookup = LookupTagger.fit(data.sentences["train"])
     out = {"lookup": {}, "chance": {}, "lookup_entries": len(lookup.table)}
     predicted = {}
     for part in data.parts("test"):
@@ -424,7 +314,7 @@ def baselines(data: Data, examples: int) -> dict:
 
 # -- report -------------------------------------------------------------------------------
 def label(result: dict) -> str:
-    return f"{result['head']} ({result['features']}, {mt.cell_label(result['cell'])})"
+    return f"{result['head']} ({result['features']}, {common.cell_label(result['cell'])})"
 
 
 def bracketed(tokens, tags) -> str:
@@ -457,13 +347,13 @@ def report(data: Data, results: dict, base: dict, args) -> str:
     rows = []
     for result in results.values():
         rows.append([label(result),
-                     *(mt.spread(result["final"][p][m]) for p in parts
+                     *(common.spread(result["final"][p][m]) for p in parts
                        for m in ("f1", "precision", "recall")),
                      "yes" if result["nonfinite"] else "no", f"{result['wall_seconds']:.0f}"])
     for name in ("lookup", "chance"):
         rows.append([name, *(f"{base[name][p][m]:.3g}" for p in parts
                              for m in ("f1", "precision", "recall")), "-", "-"])
-    invalid = [[label(r), *(mt.spread(r["final"][p]["invalid"]) for p in parts)]
+    invalid = [[label(r), *(common.spread(r["final"][p]["invalid"]) for p in parts)]
                for r in results.values()]
     counts = ", ".join(f"{name} {len(s)}" for name, s in data.sentences.items())
     examples = []
@@ -546,25 +436,14 @@ def plot(data: Data, results: dict, base: dict, args) -> None:
 
 def check(args) -> None:
     """Fail on a bad head, feature set, cell, size or --steps before any work."""
-    mt.check_cells(args)
-    for flag, given, allowed in (("--heads", args.heads, HEADS),
-                                 ("--features", args.features, FEATURES)):
-        unknown = sorted(set(given) - set(allowed))
-        if unknown or not given:
-            raise ValueError(f"{flag} must be among {','.join(allowed)}, got {given}")
+    common.check_cells(args)
     if not 0.0 <= args.word_dropout < 1.0:
         raise ValueError(f"--word-dropout must lie in [0, 1), got {args.word_dropout}")
-    for flag in ("train_size", "eval_size", "max_chars", "char_dim", "char_hidden",
-                 "word_dim"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer, got "
-                             f"{getattr(args, flag)}")
 
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check(args)
+                             add_arguments, check=check)
     args.out.mkdir(parents=True, exist_ok=True)
     data = load_data(args)
     base = baselines(data, args.examples)
@@ -574,7 +453,7 @@ def main(argv=None):
             for features in args.features:
                 key = f"{cell}/{head}/{features}"
                 results[key] = run(cell, head, features, data, args,
-                                   args.out / mt.folder(key))
+                                   args.out / common.folder(key))
     plot(data, results, base, args)
     common.write_results(args, {"data": data.source, "tags": list(data.tags),
                                 "sizes": {k: len(v) for k, v in data.sentences.items()},

@@ -30,8 +30,9 @@ import numpy as np
 import optax
 
 from experiments import common
-from experiments.memory_tasks import cell_label, check_cells, spread
+from experiments.common import cell_label, check_cells, spread
 from rnnjax import filters
+from rnnjax.models import cell_with_head
 
 NAME = "tracking"
 DEFAULTS = dict(cells=["tanh", "irnn", "lstm", "gru"], seeds=3, steps=6000,
@@ -129,7 +130,7 @@ def run_system(system: System, args) -> dict:
 
     cells = {}
     for cell in args.cells:
-        net = common.readout(cell, args.hidden, test_zs.shape[-1], test_xs.shape[-1])
+        net = cell_with_head(cell, args.hidden, test_zs.shape[-1], test_xs.shape[-1])
         # every model's estimates of the test set [models, B, T, n], in the state's units
         predict = jax.jit(jax.vmap(lambda p: net.outputs(p, test_zs / z_scale) * x_scale))
         primary_mse = references[system.primary]["mse"]
@@ -262,17 +263,18 @@ def plot(results: dict, out) -> None:
 
 
 def add_arguments(parser) -> None:
-    listed = lambda s: s.split(",")
-    parser.add_argument("--systems", type=listed, help="linear, pendulum (comma-separated)")
-    parser.add_argument("--length", type=int, help="steps per sequence")
-    parser.add_argument("--test-size", dest="test_size", type=int, help="held-out sequences")
-    parser.add_argument("--particles", type=int, help="particles of the reference particle filter")
+    parser.add_argument("--systems", type=common.names_among(("linear", "pendulum")),
+                        help="linear, pendulum (comma-separated)")
+    parser.add_argument("--length", type=common.positive_int, help="steps per sequence")
+    parser.add_argument("--test-size", dest="test_size", type=common.positive_int,
+                        help="held-out sequences")
+    parser.add_argument("--particles", type=common.positive_int,
+                        help="particles of the reference particle filter")
 
 
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check_cells(args)
+                             add_arguments, check=check_cells)
     systems = [make_system(name, args) for name in args.systems]
     args.out.mkdir(parents=True, exist_ok=True)
     results = {system.name: run_system(system, args) for system in systems}

@@ -46,7 +46,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import classify, common
-from experiments import memory_tasks as mt
 from rnnjax import decode, seq2seq
 from rnnjax.tasks import pairs
 from rnnjax.tasks.labelled import LabelledSequences
@@ -70,43 +69,35 @@ DECODE_CHUNK = 512
 
 
 def add_arguments(parser) -> None:
-    names = lambda s: [x for x in s.split(",") if x]
-    parser.add_argument("--attention", type=names,
+    parser.add_argument("--attention", type=common.names_among(ATTENTION),
                         help=f"comma-separated, among {','.join(ATTENTION)}")
     parser.add_argument("--encoder", choices=ENCODERS,
                         help="the encoder reads the source one way or both ways")
-    parser.add_argument("--embed", type=int, help="embedding size of a word")
-    parser.add_argument("--train-size", dest="train_size", type=int,
+    parser.add_argument("--embed", type=common.positive_int, help="embedding size of a word")
+    parser.add_argument("--train-size", dest="train_size", type=common.positive_int,
                         help="training pairs (with --pairs: at most this many)")
-    parser.add_argument("--validation-size", dest="validation_size", type=int,
+    parser.add_argument("--validation-size", dest="validation_size", type=common.positive_int,
                         help="validation pairs")
-    parser.add_argument("--test-size", dest="test_size", type=int, help="test pairs")
-    parser.add_argument("--high", type=int, help="numbers are drawn from [0, high)")
+    parser.add_argument("--test-size", dest="test_size", type=common.positive_int,
+                        help="test pairs")
+    parser.add_argument("--high", type=common.positive_int, help="numbers are drawn from [0, high)")
     parser.add_argument("--data-seed", dest="data_seed", type=int,
                         help="the seed of the split (and of the draw of numbers)")
     parser.add_argument("--pairs", type=Path,
                         help="a tab-separated corpus (source TAB target) to train on "
                              "instead of the numbers")
-    parser.add_argument("--min-count", dest="min_count", type=int,
+    parser.add_argument("--min-count", dest="min_count", type=common.positive_int,
                         help="words seen fewer times in training map to unknown")
-    parser.add_argument("--beam", type=int, help="beam size of beam search")
+    parser.add_argument("--beam", type=common.positive_int, help="beam size of beam search")
     parser.add_argument("--length-penalty", dest="length_penalty", type=float,
                         help="beam scores are log-probabilities / length ** this")
-    parser.add_argument("--samples", type=int, help="sample translations in the report")
+    parser.add_argument("--samples", type=common.positive_int,
+                        help="sample translations in the report")
 
 
 def check(args) -> None:
     """Fail on a bad cell, setting or file before any work."""
-    mt.check_cells(args)
-    unknown = sorted(set(args.attention) - set(ATTENTION))
-    if unknown or not args.attention:
-        raise ValueError(f"--attention must be among {','.join(ATTENTION)}, got "
-                         f"{args.attention}")
-    for name in ("seeds", "hidden", "embed", "batch", "train_size", "validation_size",
-                 "test_size", "high", "min_count", "beam", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got "
-                             f"{getattr(args, name)}")
+    common.check_cells(args)
     if args.samples < 0 or args.length_penalty < 0:
         raise ValueError(f"--samples and --length-penalty must be >= 0, got "
                          f"{args.samples} and {args.length_penalty}")
@@ -273,11 +264,11 @@ def run(cell: str, attention: str, data: Data, args) -> dict:
 
     validate = jax.jit(jax.vmap(lambda p: teacher_forced(p, valid)))
     trained = common.train(
-        args.out / mt.folder(f"{cell}/{attention}"), model.init, loss_fn,
+        args.out / common.folder(f"{cell}/{attention}"), model.init, loss_fn,
         batches(data.arrays["train"], args.batch), args,
         hyper={"learning_rate": args.lr}, clip=args.clip,
         evaluate=lambda p: dict(zip(("validation_loss", "validation_accuracy"), validate(p))),
-        eval_every=mt.eval_interval(args),
+        eval_every=common.eval_interval(args),
         settings={"data": data.description, "sizes": [len(data.tokens[s]) for s in
                                                       pairs.SPLITS],
                   "data_seed": args.data_seed, "cell": cell, "attention": attention,
@@ -316,7 +307,7 @@ def run(cell: str, attention: str, data: Data, args) -> dict:
     steps, values = common.series(trained.history, "validation_accuracy")
     _, final_validation = (validate(trained.params) if trained.params is not None
                            else (nan, nan))
-    return {"cell": cell, "cell_class": mt.cell_label(cell), "attention": attention,
+    return {"cell": cell, "cell_class": common.cell_label(cell), "attention": attention,
             "encoder": args.encoder, "label": label(cell, attention),
             "params": int(sum(np.prod(x.shape[1:])
                               for x in jax.tree_util.tree_leaves(trained.initial))),
@@ -345,7 +336,7 @@ def attention_map(model, params, data: Data, row: int, translation) -> dict:
 
 
 def label(cell: str, attention: str) -> str:
-    return f"{mt.cell_label(cell)}, " + ("attention" if attention == "additive"
+    return f"{common.cell_label(cell)}, " + ("attention" if attention == "additive"
                                          else "fixed context")
 
 
@@ -420,7 +411,7 @@ def report(results: dict, data: Data, signature: str, attention_shown: list[str]
     rows = []
     for r in results.values():
         for d in DECODERS:
-            rows.append([r["label"], d, *(mt.spread(r["final"][d][m], 3) for m in METRICS),
+            rows.append([r["label"], d, *(common.spread(r["final"][d][m], 3) for m in METRICS),
                          f"{r['params']:,}", "yes" if r["nonfinite"] else "no",
                          f"{r['seconds']:.0f}"])
     first = next(iter(results.values()))["by_length"]
@@ -498,8 +489,7 @@ def _marked(translation: str, reference: str) -> str:
 # -- the study ---------------------------------------------------------------------------
 def main(argv=None):
     args = common.parse_args(NAME, __doc__.splitlines()[0], DEFAULTS, QUICK, argv,
-                             add_arguments)
-    check(args)
+                             add_arguments, check=check)
     data = load_data(args)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}

@@ -1,8 +1,12 @@
-"""What the tests share: the cells under test, random params, tree comparisons."""
+"""What the tests share: the cells under test, random params, tree comparisons, and the
+check of a study's usage error."""
+
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import rnnjax as rj
 
@@ -15,7 +19,7 @@ CELLS = {
     "lstm_autodiff": rj.LSTM(hidden_size=6, use_loop_rule=False),  # the generic scan
     "peephole": rj.PeepholeLSTM(hidden_size=6, peephole_scale=0.5),
     "peephole_previous": rj.PeepholeLSTM(hidden_size=6, peephole_scale=0.5,
-                                         output_peephole="previous"),  # the lectures' form
+                                         output_peephole="previous"),  # all gates read c_{t-1}
     "gru": rj.GRU(hidden_size=6),
     "gru_reset_after": rj.GRU(hidden_size=6, reset_after=True),
     "clockwork": rj.ClockworkRNN(hidden_size=6, periods=(1, 2, 4)),
@@ -63,3 +67,17 @@ def assert_trees_close(a, b, atol=1e-6, rtol=0.0):
     jax.tree_util.tree_map(
         lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol,
                                                 atol=atol), a, b)
+
+
+def assert_usage_error(capsys, main, argv, match: str) -> str:
+    """`main(argv)` stops with an argparse usage error: exit status 2, a `usage:` line
+    and a message matching `match` on stderr, no traceback. Returns the message."""
+    capsys.readouterr()   # what ran before
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage:") and "Traceback" not in err, err
+    message = err.strip().splitlines()[-1]
+    assert re.search(match, message), message
+    return message

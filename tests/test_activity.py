@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_usage_error
 
 import rnnjax as rj
 from experiments import activity
@@ -149,7 +150,7 @@ def test_steps_to_a_level():
 
 
 @pytest.mark.slow
-def test_activity_study_at_a_tiny_size(tmp_path):
+def test_activity_study_at_a_tiny_size(tmp_path, capsys):
     """The LRCN and the 3D CNN (the frame average, whose numbers are checked above,
     would only add its compile time; an IRNN, whose identity init compiles in a
     fraction of the LSTM's orthogonal one)."""
@@ -178,5 +179,6 @@ def test_activity_study_at_a_tiny_size(tmp_path):
         assert 0 < r["seconds_per_clip"] < 1 and r["timing_batch"] == 5
     report = (out / "report.md").read_text()
     assert "| LRCN (IRNN) |" in report and "| 3D CNN |" in report and "rough" in report
-    with pytest.raises(ValueError, match="--models must be among"):
-        activity.main(["--models", "lrcn,rnn", "--out", str(tmp_path / "x")])
+    assert_usage_error(capsys, activity.main, ["--models", "lrcn,rnn", "--out",
+                                               str(tmp_path / "x")],
+                       "argument --models: must be among")

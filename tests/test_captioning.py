@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sacrebleu
+from helpers import assert_usage_error
 
 from experiments import captioning
 from rnnjax.tasks import scenes as sc
@@ -62,7 +63,7 @@ def test_teacher_forcing_equals_the_decoding_steps(condition):
     sos, captions[:, :t] one at a time: training and generation run the same model."""
     args = SimpleNamespace(features=6, channels=[2], hidden=5, embed=3, condition=condition,
                            image_size=20)
-    model = captioning.Captioner.build("gru", args)
+    model = captioning.build("gru", args)
     rng = np.random.default_rng(0)
     params = jax.tree_util.tree_map(
         lambda s: (0.5 * rng.standard_normal(s.shape)).astype(s.dtype),
@@ -82,7 +83,7 @@ def test_teacher_forcing_equals_the_decoding_steps(condition):
 
 
 @pytest.mark.slow
-def test_captioning_study_at_a_tiny_size(tmp_path):
+def test_captioning_study_at_a_tiny_size(tmp_path, capsys):
     """With an IRNN, whose identity init compiles in a fraction of the LSTM's."""
     out = tmp_path / "cap"
     captioning.main(["--cells", "irnn", "--seeds", "2", "--steps", "4", "--eval-every", "2",
@@ -114,5 +115,6 @@ def test_captioning_study_at_a_tiny_size(tmp_path):
     assert saved["held_out"] == [list(o) for o in sc.HELD_OUT]
     report = (out / "report.md").read_text()
     assert "| IRNN | seen |" in report and "| IRNN | unseen |" in report
-    with pytest.raises(ValueError, match="--shown must lie in"):
-        captioning.main(["--shown", "7", "--test-size", "6", "--out", str(tmp_path / "x")])
+    assert_usage_error(capsys, captioning.main,
+                       ["--shown", "7", "--test-size", "6", "--out", str(tmp_path / "x")],
+                       "--shown must lie in")

@@ -1,5 +1,5 @@
 """The Shakespeare loader on the shipped plays, the character vocabulary, bits per
-character, the lectures' "hello" toy, and the character-level study end to end."""
+character, a toy that learns "hello", and the character-level study end to end."""
 
 import json
 import math
@@ -11,10 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import assert_usage_error
 
 import rnnjax as rj
 from experiments import char_lm
 from rnnjax import decode
+from rnnjax.models import CharLM
 from rnnjax.tasks.shakespeare import (
     HELD_OUT,
     UNKNOWN,
@@ -123,11 +125,11 @@ def test_bits_of_a_known_distribution_by_hand():
     np.testing.assert_allclose(bits_per_char(np.array([math.log(2), 0.0])), [1.0, 0.0])
 
 
-# -- the lectures' "hello" toy ----------------------------------------------------------
+# -- a toy: "hello" -----------------------------------------------------------------------
 def test_a_small_rnn_learns_hello():
     vocab = CharVocab("ehlo")
-    model = char_lm.CharModel(rj.Embedding(vocab.size, 8), rj.Stacked([rj.SimpleRNN(16)]),
-                              rj.Dense(vocab.size))
+    model = CharLM(rj.Embedding(vocab.size, 8), rj.Stacked([rj.SimpleRNN(16)]),
+                   rj.Dense(vocab.size))
     word = jnp.asarray(vocab.encode("hello"))[None]          # [1, 5]
     inputs, targets = word[:, :-1], word[:, 1:]              # h e l l -> e l l o
 
@@ -213,9 +215,11 @@ def test_char_lm_resumes_exactly(tmp_path):
         char_lm.main(TINY + ["--layers", "2", "--out", str(out), "--lr", "0.1"])
 
 
-def test_bad_settings_fail_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match="cell name must be one of"):
-        char_lm.main(["--cells", "lstm,transformer", "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="--seq-len must be positive"):
-        char_lm.main(["--seq-len", "0", "--out", str(tmp_path / "x")])
+def test_bad_settings_fail_before_any_work(tmp_path, capsys):
+    # the shared flags: tests/test_experiments.py; the study's own:
+    for flags, message in ((["--seq-len", "0"], "argument --seq-len: must be a positive "
+                                                 "integer, got '0'"),
+                           (["--prompt", ""], "--prompt must hold at least one character")):
+        assert_usage_error(capsys, char_lm.main, [*flags, "--out", str(tmp_path / "x")],
+                           message)
     assert not (tmp_path / "x").exists()

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import assert_usage_error
 
 from experiments import sequential_digits
 from rnnjax.tasks.digits import load_digits_sequences, pixel_permutation, stratified_split
@@ -69,7 +70,7 @@ def test_the_split_is_fixed_disjoint_and_stratified(digits):
         load_digits_sequences("validation")
 
 
-def test_sequential_digits_study_at_a_tiny_size(tmp_path):
+def test_sequential_digits_study_at_a_tiny_size(tmp_path, capsys):
     out = tmp_path / "digits"
     sequential_digits.main([
         "--cells", "tanh", "--readings", "rows-permuted", "--seeds", "2", "--steps", "4",
@@ -87,5 +88,6 @@ def test_sequential_digits_study_at_a_tiny_size(tmp_path):
     assert np.allclose(accuracy * 450, np.round(accuracy * 450))     # whole images
     assert r["chance"] == pytest.approx(46 / 450) and not r["nonfinite"]
     assert "| SimpleRNN (tanh) |" in (out / "report.md").read_text()
-    with pytest.raises(ValueError, match="--readings must be among"):
-        sequential_digits.main(["--readings", "columns", "--out", str(tmp_path / "x")])
+    assert_usage_error(capsys, sequential_digits.main,
+                       ["--readings", "columns", "--out", str(tmp_path / "x")],
+                       "argument --readings: must be among")

@@ -1,9 +1,15 @@
 """The studies end to end at a tiny size: files written, numbers consistent, resume."""
 
+import importlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_usage_error
 
 from experiments import (
     adding,
@@ -83,23 +89,24 @@ def test_compare_cells_runs_every_task(tmp_path):
         "--echo-delay", "3", "--dependency-length", "12", "--copy-length", "3",
         "--adding-length", "6", "--out", str(tmp_path)])
     lengths = {"echo k=3/gru": 53, "double dependency/gru": 12, "copy T=3/gru": 23,
-               "copy (lectures' form)/gru": 100, "adding T=6/gru": 6}
+               "copy 40 symbols, T=20/gru": 100, "adding T=6/gru": 6}
     assert set(results) == set(lengths)
     for key, length in lengths.items():
         check_result(results[key], 1, 2, length, 2)
     assert results["double dependency/gru"]["optimum"] == pytest.approx(0.45445, abs=1e-5)
     assert set(results["copy T=3/gru"]["final"]) == {"loss", "accuracy", "recall"}
     report = (tmp_path / "report.md").read_text()
-    assert report.count("| GRU |") == 6 and "## copy (lectures' form)" in report
+    assert report.count("| GRU |") == 6 and "## copy 40 symbols, T=20" in report
 
 
-def test_unknown_cell_name_fails_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match="cell name must be one of"):
-        compare_cells.main(["--cells", "lstm,transformer", "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="--steps must be a positive multiple of 250"):
-        compare_cells.main(["--steps", "300", "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="--tasks must be among"):
-        compare_cells.main(["--tasks", "echo,parity", "--out", str(tmp_path / "x")])
+def test_unknown_cell_name_fails_before_any_work(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "x")]
+    assert_usage_error(capsys, compare_cells.main, ["--cells", "lstm,transformer", *out],
+                       "argument --cells: unknown cell 'transformer'")
+    assert_usage_error(capsys, compare_cells.main, ["--steps", "300", *out],
+                       "--steps must be a positive multiple of 250")
+    assert_usage_error(capsys, compare_cells.main, ["--tasks", "echo,parity", *out],
+                       "argument --tasks: must be among")
     assert not (tmp_path / "x").exists()
 
 
@@ -130,7 +137,7 @@ def test_gradient_flow_study_at_a_tiny_size(tmp_path):
 
 
 @pytest.mark.slow  # 12-35 s: run with -m slow
-def test_double_dependency_study_full_and_truncated(tmp_path):
+def test_double_dependency_study_full_and_truncated(tmp_path, capsys):
     results = double_dependency.main([
         "--cells", "lstm", "--seeds", "2", "--steps", "4", "--eval-every", "2", "--hidden", "4",
         "--length", "12", "--truncations", "0,3", "--out", str(tmp_path)])
@@ -146,27 +153,27 @@ def test_double_dependency_study_full_and_truncated(tmp_path):
     assert saved["reference_cross_entropies"]["first"] == pytest.approx(0.51917, abs=1e-5)
     report = (tmp_path / "report.md").read_text()
     assert "| TBPTT 3 | LSTM |" in report and "only t-3 0.5192" in report
-    with pytest.raises(ValueError, match="--truncations must be 0"):
-        double_dependency.main(["--length", "12", "--truncations", "5",
-                                "--out", str(tmp_path / "x")])
+    assert_usage_error(capsys, double_dependency.main,
+                       ["--length", "12", "--truncations", "5", "--out", str(tmp_path / "x")],
+                       "--truncations must be 0")
 
 
 @pytest.mark.slow  # 20-25 s: run with -m slow
 def test_copy_memory_study_both_forms_with_chrono(tmp_path):
     results = copy_memory.main([
         "--cells", "tanh,lstm", "--seeds", "2", "--steps", "4", "--eval-every", "2",
-        "--hidden", "4", "--lengths", "3", "--lectures-form", "1", "--chrono", "20",
+        "--hidden", "4", "--lengths", "3", "--long-copy", "1", "--chrono", "20",
         "--out", str(tmp_path)])
-    assert set(results) == {"copy T=3/tanh", "copy T=3/lstm", "copy (lectures' form)/tanh",
-                            "copy (lectures' form)/lstm"}
+    assert set(results) == {"copy T=3/tanh", "copy T=3/lstm", "copy 40 symbols, T=20/tanh",
+                            "copy 40 symbols, T=20/lstm"}
     for key, r in results.items():
-        check_result(r, 2, 4, 100 if "lectures" in key else 23, 2)
+        check_result(r, 2, 4, 100 if "40 symbols" in key else 23, 2)
     assert results["copy T=3/lstm"]["options"] == {"chrono": 20.0}
     assert results["copy T=3/tanh"]["options"] == {}
     assert results["copy T=3/lstm"]["baseline"] == pytest.approx(10 * np.log(8) / 23)
     report = (tmp_path / "report.md").read_text()
-    assert "| copy (lectures' form) | LSTM | 0.8318 |" in report
-    assert (tmp_path / "copy_lectures_form" / "lstm" / "metrics.jsonl").stat().st_size > 0
+    assert "| copy 40 symbols, T=20 | LSTM | 0.8318 |" in report
+    assert (tmp_path / "copy_40_symbols_T20" / "lstm" / "metrics.jsonl").stat().st_size > 0
 
 
 @pytest.mark.slow  # 12-35 s: run with -m slow
@@ -210,7 +217,7 @@ def test_clipping_study_reports_a_diverging_run(tmp_path):
         assert r["nonfinite_steps"] == [5, 5] and np.all(np.isnan(loss[:, 1:]))
 
 
-def test_main_job_reports_a_diverging_cell(tmp_path):
+def test_the_quick_start_study_reports_a_diverging_cell(tmp_path):
     # a learning rate that overflows: the run stops at the first non-finite loss and
     # the report lists the cell as not learned, with NaN results, instead of failing
     results = compare_cells.main(TINY + ["--cells", "tanh", "--tasks", "adding", "--lr", "1e25",
@@ -224,24 +231,81 @@ def test_main_job_reports_a_diverging_cell(tmp_path):
 
 
 def test_learned_criteria_and_dependency_levels():
-    from experiments import memory_tasks as mt
-    dd = mt.double_dependency(20)
+    from experiments import memory_studies as ms
+    dd = ms.double_dependency(20)
     assert dd.learned(0.459) and not dd.learned(0.46)          # optimum 0.4545 + 0.005
-    assert [mt.double_dependency_level(v) for v in (0.455, 0.52, 0.53, 0.66)] == [
+    assert [ms.double_dependency_level(v) for v in (0.455, 0.52, 0.53, 0.66)] == [
         "both", "t-3", "none", "none"]
-    copy = mt.copy_memory(100)                                   # baseline 0.1733
+    copy = ms.copy_memory(100)                                   # baseline 0.1733
     assert copy.learned(0.0173) and not copy.learned(0.0174)
-    echo = mt.echo(4)
+    echo = ms.echo(4)
     assert echo.learned(0.95) and not echo.learned(0.949) and echo.higher_is_better
-    assert mt.adding(200).learned(0.0166) and not mt.adding(200).learned(0.0167)
-    assert mt.folder("copy (lectures' form)/lstm") == "copy_lectures_form/lstm"
+    assert ms.adding(200).learned(0.0166) and not ms.adding(200).learned(0.0167)
+    assert common.folder("copy 40 symbols, T=20/lstm") == "copy_40_symbols_T20/lstm"
 
 
 def test_reports_name_cells_by_their_class():
-    from experiments import memory_tasks as mt
     from rnnjax.cells import CELL_TYPES
-    labels = {name: mt.cell_label(name) for name in CELL_TYPES}
+    labels = {name: common.cell_label(name) for name in CELL_TYPES}
     assert labels == {"tanh": "SimpleRNN (tanh)", "relu": "SimpleRNN (relu)", "irnn": "IRNN",
                       "lstm": "LSTM", "peephole": "PeepholeLSTM (peephole)", "gru": "GRU",
                       "clockwork": "ClockworkRNN (clockwork)", "lru": "LRU", "mingru": "MinGRU",
                       "minlstm": "MinLSTM"}
+
+
+# -- bad flags end as usage errors ---------------------------------------------------------
+BAD_FLAGS = [
+    (["--steps", "0"], r"argument --steps: must be a positive integer, got '0'"),
+    (["--hidden", "-1"], r"argument --hidden: must be a positive integer, got '-1'"),
+    (["--batch", "0"], r"argument --batch: must be a positive integer, got '0'"),
+    (["--lr", "-0.01"], r"argument --lr: must be a positive number, got '-0.01'"),
+    (["--lr", "0"], r"argument --lr: must be a positive number, got '0'"),
+    (["--cells", "lstm,transformer"], r"argument --cells: unknown cell 'transformer'"),
+    (["--seeds", "1.5"], r"argument --seeds: must be a positive integer, got '1.5'"),
+    (["--seeds", "x"], r"argument --seeds: must be a positive integer, got 'x'"),
+]
+
+
+@pytest.mark.parametrize("study", ["compare_cells", "char_lm", "tagging", "translation",
+                                   "forecasting"])
+@pytest.mark.parametrize("flags, message", BAD_FLAGS)
+def test_a_bad_flag_is_a_usage_error(study, flags, message, tmp_path, capsys):
+    main = importlib.import_module(f"experiments.{study}").main
+    out = tmp_path / "out"
+    assert_usage_error(capsys, main, [*flags, "--out", str(out)], message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("study", ["compare_cells", "char_lm", "tagging"])
+def test_an_unusable_out_is_a_usage_error(study, tmp_path, capsys, monkeypatch):
+    main = importlib.import_module(f"experiments.{study}").main
+    (tmp_path / "file").write_text("")
+    assert_usage_error(capsys, main, ["--out", str(tmp_path / "file" / "run")],
+                       r"--out .*file/run cannot be created: .*file is not a folder")
+    with monkeypatch.context() as patch:   # a folder no one may write in (read-only mount)
+        def refuse(**_):
+            raise PermissionError(1, "Operation not permitted")
+        patch.setattr(common.tempfile, "mkdtemp", refuse)
+        assert_usage_error(capsys, main, ["--out", str(tmp_path / "run")],
+                           r"--out .*/run cannot be written: no permission to write in "
+                           r".*\(Operation not permitted\)")
+    assert not (tmp_path / "run").exists()
+    if os.geteuid() == 0:
+        return   # root writes in any folder of a writable mount
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert_usage_error(capsys, main, ["--out", str(locked / "run")],
+                       r"--out .*locked/run cannot be written: no permission to write in "
+                       r".*locked")
+    assert not (locked / "run").exists()
+
+
+def test_a_bad_flag_from_the_shell(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "experiments.compare_cells", "--steps", "0",
+                           "--out", str(out)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: python -m experiments.compare_cells")
+    assert "argument --steps: must be a positive integer, got '0'" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_usage_error
 
 from experiments import common, forecasting
 from rnnjax.tasks import series as ts
@@ -147,9 +148,10 @@ def test_forecasting_study_at_a_tiny_size(tmp_path):
     assert "| persistence | " in report and "seasonal naive (s = 12)" in report
 
 
-def test_bad_settings_fail_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match="--series must name series among"):
-        forecasting.main(["--series", "lynx", "--out", str(tmp_path / "x")])
+def test_bad_settings_fail_before_any_work(tmp_path, capsys):
+    assert_usage_error(capsys, forecasting.main, ["--series", "lynx", "--out",
+                                                  str(tmp_path / "x")],
+                       "argument --series: must be among sunspots,airline")
     with pytest.raises(ValueError, match="--window 300 leaves no training windows"):
         forecasting.main(["--series", "airline", "--window", "300", "--cells", "gru",
                           "--out", str(tmp_path / "y")])

@@ -5,7 +5,7 @@ import types
 import numpy as np
 
 from experiments import linear_recurrences
-from experiments import memory_tasks as mt
+from experiments import memory_studies as ms
 
 
 def test_scan_flag_reaches_only_the_linear_recurrences():
@@ -23,7 +23,7 @@ def test_both_scans_train_the_same_model(tmp_path):
     runs = {}
     for scan in ("associative", "sequential"):
         args.scan = scan
-        runs[scan] = mt.run(mt.adding(5), "minlstm", args, tmp_path / scan,
+        runs[scan] = ms.run(ms.adding(5), "minlstm", args, tmp_path / scan,
                             **linear_recurrences.run_options("minlstm", args))
     a, s = runs["associative"], runs["sequential"]
     assert a["options"] == {"parallel_scan": True} and s["options"] == {"parallel_scan": False}

@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_usage_error
 
 from experiments import classify, recordings
+from rnnjax.models import classifier
 from rnnjax.tasks.labelled import LabelledSequences, channel_stats, standardise
 from rnnjax.tasks.recordings import load_recordings
 
@@ -111,7 +113,7 @@ def test_classifier_reads_each_sequence_at_its_own_length(cell, bidirectional):
     """Padded and batched logits equal those of each sequence run alone, unpadded, step
     by step; the backward direction equals the forward loop over the reversed sequence.
     (The clockwork cell also counts its steps in its carry.)"""
-    model = classify.classifier(cell, 8, 3, 5, bidirectional)
+    model = classifier(cell, 8, 3, 5, bidirectional)
     params = random_params(model.init, jax.random.key(0))
     lengths = np.array([5, 2, 7])
     # garbage (not zeros) past each length: it must not reach the result
@@ -144,7 +146,7 @@ def test_epoch_batches_visit_every_example_once_per_epoch():
         classify.epoch_batches(data, 11)
 
 
-def test_recordings_study_at_a_tiny_size(tmp_path):
+def test_recordings_study_at_a_tiny_size(tmp_path, capsys):
     out = tmp_path / "rec"
     recordings.main([
         "--cells", "tanh", "--datasets", "BasicMotions", "--directions", "uni",
@@ -168,5 +170,6 @@ def test_recordings_study_at_a_tiny_size(tmp_path):
     assert saved["results"]["BasicMotions/tanh/uni"]["bidirectional"] is False
     report = (out / "report.md").read_text()
     assert "| BasicMotions | SimpleRNN (tanh) | uni |" in report
-    with pytest.raises(ValueError, match="--directions must be among"):
-        recordings.main(["--directions", "up", "--out", str(tmp_path / "x")])
+    assert_usage_error(capsys, recordings.main, ["--directions", "up", "--out",
+                                                 str(tmp_path / "x")],
+                       "argument --directions: must be among uni,bi")

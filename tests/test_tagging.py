@@ -7,9 +7,10 @@ import types
 import jax
 import numpy as np
 import pytest
-from helpers import randomize
+from helpers import assert_usage_error, randomize
 
 from experiments import tagging
+from rnnjax.models import LookupTagger
 from rnnjax.tasks.entities import AMBIGUOUS, MONTH_NAMES, generated_entities
 
 seqeval_metrics = pytest.importorskip("seqeval.metrics")
@@ -27,11 +28,11 @@ def f1(gold, predicted):
 
 
 def test_lookup_is_exact_on_its_training_sentences():
-    lookup = tagging.Lookup.fit(TRICKY)
+    lookup = LookupTagger.fit(TRICKY)
     assert [lookup.tag(tokens) for tokens, _ in TRICKY] == [list(t) for _, t in TRICKY]
     # on the generated training sentences it errs only where a name has two types
     train = generated_entities(1, train=300, validation=5, test=5).train
-    lookup = tagging.Lookup.fit(train)
+    lookup = LookupTagger.fit(train)
     plain = [s for s in train if not set(s[0]) & (set(AMBIGUOUS) | set(MONTH_NAMES))]
     assert 0.5 * len(train) < len(plain) < len(train)
     assert f1(plain, [lookup.tag(tokens) for tokens, _ in plain]) == 1.0
@@ -39,7 +40,7 @@ def test_lookup_is_exact_on_its_training_sentences():
 
 
 def test_lookup_picks_the_most_frequent_type():
-    lookup = tagging.Lookup.fit([(("Jordan",), ("B-PER",)), (("Jordan",), ("B-LOC",)),
+    lookup = LookupTagger.fit([(("Jordan",), ("B-PER",)), (("Jordan",), ("B-LOC",)),
                                  (("Jordan", "won"), ("B-LOC", "O"))])
     assert lookup.tag(["Jordan", "Jordan", "x"]) == ["B-LOC", "B-LOC", "O"]
 
@@ -55,7 +56,7 @@ def test_padding_never_reaches_the_tag_scores():
     length leave the scores of the real words as they are (the garbage characters do
     change them when the words are read to their full width)."""
     data = tagging.load_data(tiny_args())
-    model = tagging.tagger("lstm", "crf", "chars+words", data, tiny_args())
+    model = tagging.build("lstm", "crf", "chars+words", data, tiny_args())
     params = randomize(jax.eval_shape(model.init, jax.random.key(0)), 0)
     arrays = data.arrays["train"]
     batch = tagging.packed(arrays)
@@ -95,7 +96,7 @@ def test_conll_files_by_their_usual_names(tmp_path):
     # each head costs a compile of its own (about 10 s on 2 cores): both run with -m slow
     pytest.param("softmax,crf", marks=pytest.mark.slow),
 ])
-def test_tagging_study_at_a_tiny_size(tmp_path, heads):
+def test_tagging_study_at_a_tiny_size(tmp_path, heads, capsys):
     out = tmp_path / "tag"
     tagging.main(["--heads", heads, "--features", "chars", "--seeds", "1", "--steps", "60",
                   "--eval-every", "30", "--train-size", "150", "--eval-size", "40",
@@ -122,5 +123,5 @@ def test_tagging_study_at_a_tiny_size(tmp_path, heads):
     report = (out / "report.md").read_text()
     assert "| crf (chars, LSTM) |" in report and "| lookup |" in report
     assert report.count("- gold: ") == 4
-    with pytest.raises(ValueError, match="--heads must be among softmax,crf"):
-        tagging.main(["--heads", "hmm", "--out", str(tmp_path / "x")])
+    assert_usage_error(capsys, tagging.main, ["--heads", "hmm", "--out", str(tmp_path / "x")],
+                       "argument --heads: must be among softmax,crf")

@@ -17,7 +17,7 @@ from rnnjax.tasks import (
     echo_batch,
     reference_cross_entropies,
 )
-from rnnjax.tasks.copy_memory import BLANK, DELIMITER, LECTURES_FORM, NUM_CLASSES
+from rnnjax.tasks.copy_memory import BLANK, DELIMITER, LONG_COPY, NUM_CLASSES
 from rnnjax.tasks.double_dependency import probability_of_one
 from rnnjax.train import softmax_cross_entropy
 
@@ -65,7 +65,7 @@ def test_double_dependency_conditional_probabilities_match_the_definition():
     assert abs(early[x_first == 0].mean() - 0.5) < 5 * 0.5 / math.sqrt((x_first == 0).sum())
 
 
-def test_reference_cross_entropies_by_hand_and_the_lectures_rounding():
+def test_reference_cross_entropies_by_hand_and_truncated_to_two_decimals():
     levels = reference_cross_entropies()
     # the marginal P(y=1) = 0.625; given x_(t-3): 0.375 or 0.875; given both: .5, 1, .25, .75
     assert levels["none"] == pytest.approx(binary_entropy(0.625), abs=1e-15)
@@ -74,7 +74,7 @@ def test_reference_cross_entropies_by_hand_and_the_lectures_rounding():
     assert levels["both"] == pytest.approx(
         (binary_entropy(0.5) + binary_entropy(1.0) + 2 * binary_entropy(0.25)) / 4, abs=1e-15)
     values = [levels[k] for k in ("none", "first", "both")]
-    assert [math.floor(100 * v) / 100 for v in values] == [0.66, 0.51, 0.45]   # the lectures
+    assert [math.floor(100 * v) / 100 for v in values] == [0.66, 0.51, 0.45]   # truncated
     assert [round(v, 2) for v in values] == [0.66, 0.52, 0.45]
 
 
@@ -103,7 +103,7 @@ def memoryless_logits(steps, copy_length, batch):
     return jnp.asarray(logits)
 
 
-@pytest.mark.parametrize("form", [{"steps": 5}, {"steps": 100}, LECTURES_FORM])
+@pytest.mark.parametrize("form", [{"steps": 5}, {"steps": 100}, LONG_COPY])
 def test_copy_memory_baseline_is_the_memoryless_predictors_loss(form):
     _, ys = copy_memory_batch(jax.random.key(0), 16, **form)
     copy_length = form.get("copy_length", 10)
@@ -113,8 +113,8 @@ def test_copy_memory_baseline_is_the_memoryless_predictors_loss(form):
         assert copy_memory_baseline(100) == pytest.approx(10 * math.log(8) / 120)
 
 
-def test_copy_memory_lectures_form_layout():
-    xs, ys = copy_memory_batch(jax.random.key(3), 8, **LECTURES_FORM)
+def test_copy_memory_long_copy_layout():
+    xs, ys = copy_memory_batch(jax.random.key(3), 8, **LONG_COPY)
     inputs = np.asarray(xs.argmax(-1))
     assert xs.shape == (8, 100, 10) and ys.shape == (8, 100)
     assert np.all((inputs[:, :40] >= 1) & (inputs[:, :40] <= 8))      # the first 40 random
@@ -122,7 +122,7 @@ def test_copy_memory_lectures_form_layout():
     assert np.all(inputs[:, 59] == DELIMITER)                          # step 60 of 100
     shifted = np.concatenate([np.zeros((8, 60), int), inputs[:, :40]], axis=1)
     np.testing.assert_array_equal(ys, shifted)                         # the data shifted by 60
-    assert copy_memory_baseline(**LECTURES_FORM) == pytest.approx(40 * math.log(8) / 100)
+    assert copy_memory_baseline(**LONG_COPY) == pytest.approx(40 * math.log(8) / 100)
 
 
 # -- adding ---------------------------------------------------------------------------------

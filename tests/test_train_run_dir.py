@@ -6,7 +6,7 @@ import types
 import pytest
 
 from experiments import linear_recurrences
-from experiments import memory_tasks as mt
+from experiments import memory_studies as mt
 from experiments.common import claim_run_dir
 
 LINEAR = {"task": "copy T=50", "cell": "lru", "hidden": 64,

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_usage_error
 
 from experiments import common, translation
 from rnnjax.tasks import pairs
@@ -100,10 +101,11 @@ def test_translation_study_at_a_tiny_size(tmp_path, capsys):
     assert math.isfinite(again["tanh/additive"]["seconds"])
 
 
-def test_bad_settings_fail_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match="--attention must be among none,additive"):
-        translation.main(["--attention", "dot", "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="--pairs must name a file"):
-        translation.main(["--pairs", str(tmp_path / "missing.tsv"), "--out",
-                          str(tmp_path / "x")])
+def test_bad_settings_fail_before_any_work(tmp_path, capsys):
+    assert_usage_error(capsys, translation.main, ["--attention", "dot", "--out",
+                                                  str(tmp_path / "x")],
+                       "argument --attention: must be among none,additive")
+    assert_usage_error(capsys, translation.main, ["--pairs", str(tmp_path / "missing.tsv"),
+                                                  "--out", str(tmp_path / "x")],
+                       "--pairs must name a file")
     assert not (tmp_path / "x").exists()

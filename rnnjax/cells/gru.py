@@ -19,13 +19,13 @@ class GRU(Cell):
 
         r = sigmoid(x W_xr + h W_hr + b_r)          reset gate
         z = sigmoid(x W_xz + h W_hz + b_z)          update gate
-        reset_after=False (Cho et al., the lectures' form; the default):
+        reset_after=False (Cho et al. 2014; the default):
             n = tanh(x W_xn + (r * h) W_hn + b_n)
         reset_after=True (PyTorch / cuDNN / flax.linen.GRUCell):
             n = tanh(x W_xn + b_n + r * (h W_hn + b_hn))
         h_t = (1 - z) * n + z * h_{t-1}
 
-    The lectures write h_t = (1 - z') h_{t-1} + z' n: the same cell with z' = 1 - z
+    Some texts write h_t = (1 - z') h_{t-1} + z' n: the same cell with z' = 1 - z
     (an update gate that opens towards the candidate), i.e. with the z block of
     `W_x`, `W_h` and `b` negated. The form here is PyTorch's and flax's.
 

@@ -141,7 +141,7 @@ class PeepholeLSTM(_LSTMState):
     The input and forget gates see the previous cell state c_{t-1}; the output gate
     sees the new cell state c_t (`output_peephole="new"`, the default: Gers,
     Schraudolph and Schmidhuber, 2002; Graves, 2013) or the previous one
-    (`output_peephole="previous"`: all three gates read c_{t-1}, the lectures' form).
+    (`output_peephole="previous"`: all three gates read c_{t-1}).
 
         i = sigmoid(x W_xi + h_{t-1} W_hi + p_i * c_{t-1} + b_i)
         f = sigmoid(x W_xf + h_{t-1} W_hf + p_f * c_{t-1} + b_f)

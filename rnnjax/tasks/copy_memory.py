@@ -14,10 +14,10 @@ NUM_SYMBOLS = 8       # data symbols are 1..8
 NUM_CLASSES = 10      # blank, 8 symbols, delimiter (one-hot input size and logits)
 COPY_LENGTH = 10
 
-#: the lectures' form: 100 steps, the first 40 are data, the marker at step 60
-#: (counting from 1), targets the inputs shifted by 60: `copy_memory_batch(key, B,
-#: **LECTURES_FORM)`
-LECTURES_FORM = {"steps": 20, "copy_length": 40}
+#: the long copy: 40 symbols recalled after T = 20 steps, 100 steps in all (the first 40
+#: are data, the delimiter at step 60 counting from 1, the targets the inputs shifted
+#: by 60): `copy_memory_batch(key, B, **LONG_COPY)`
+LONG_COPY = {"steps": 20, "copy_length": 40}
 
 
 def copy_memory_baseline(steps: int, copy_length: int = COPY_LENGTH) -> float:
@@ -33,8 +33,8 @@ def copy_memory_batch(key, batch: int, steps: int, copy_length: int = COPY_LENGT
     Input: `copy_length` symbols drawn from {1..8}, T-1 blanks, the delimiter, then
     `copy_length` blanks. Target: T + copy_length blanks, then the symbols, i.e. the
     input's symbols shifted by T + copy_length steps. The model must hold the symbols
-    for T steps. The standard form has copy_length 10; `LECTURES_FORM` is the
-    lectures' (40 symbols, the delimiter at step 60 of 100).
+    for T steps. The standard form has copy_length 10; `LONG_COPY` recalls 40
+    symbols after 20 steps (the delimiter at step 60 of 100).
 
     >>> import jax
     >>> xs, ys = copy_memory_batch(jax.random.key(0), 2, 5)

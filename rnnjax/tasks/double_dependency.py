@@ -1,5 +1,5 @@
-"""The double-dependency task of the lectures: a target that depends on two past
-inputs, at lags 3 and 8, so that what a model learns shows how far back it sees."""
+"""The double-dependency task: a target that depends on two past inputs, at lags 3
+and 8, so that what a model learns shows how far back it sees."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def reference_cross_entropies() -> dict[str, float]:
 
     Each is the conditional entropy H(y | what the predictor sees), computed exactly
     by enumerating the four equally likely (x_(t-3), x_(t-8)): 0.6616, 0.5192 and
-    0.4545. The lectures print 0.66, 0.51 and 0.45, the values truncated to two
-    decimals (rounding would give 0.52 for the second).
+    0.4545; truncated to two decimals, 0.66, 0.51 and 0.45 (rounding would give 0.52
+    for the second).
     """
     cases = [(a, b) for a in (0, 1) for b in (0, 1)]  # each with probability 1/4
 

@@ -1,11 +1,12 @@
-"""The lectures' memory tasks as the studies train them, and one training run of a
-cell on a task: several seeds at once, test curves, the gradient-flow probe before
-and after training.
+"""What the memory-task studies share (compare_cells, echo, double_dependency,
+copy_memory, adding, linear_recurrences): each memory task as a training problem, and
+one training run of a cell on a problem: several seeds at once, test curves, the
+gradient-flow probe before and after training.
 
-A `Task` couples a generator of `rnnjax.tasks` with its loss, its test metrics and
-its reference levels (what a model without memory scores, and the best possible).
-`run` trains one cell type on one task; `run_all` runs a list of such units, each
-in its own checkpointed folder, so that a rerun of a study resumes.
+A `Problem` couples a task's data (a generator of `rnnjax.tasks`) with its loss, its
+test metrics and its reference levels (what a model without memory scores, and the
+best possible). `run` trains one cell type on one problem; `run_all` runs a list of
+such units, each in its own checkpointed folder, so that a rerun of a study resumes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import dataclasses
 import functools
 import math
 import multiprocessing
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from experiments import common
 from rnnjax import probe
-from rnnjax.cells import make
+from rnnjax.models import cell_with_head
 from rnnjax.tasks import (
     ADDING_BASELINE_MSE,
     adding_batch,
@@ -36,7 +36,7 @@ from rnnjax.tasks import (
     echo_batch,
     reference_cross_entropies,
 )
-from rnnjax.tasks.copy_memory import LECTURES_FORM, NUM_CLASSES
+from rnnjax.tasks.copy_memory import COPY_LENGTH, LONG_COPY, NUM_CLASSES
 from rnnjax.tasks.double_dependency import SECOND_LAG
 from rnnjax.train import SubParams, tbptt_loss
 
@@ -52,10 +52,10 @@ TEST_SIZE, PROBE_SIZE = 1000, 32
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
-    """A memory task: data, loss, metrics and reference levels.
+class Problem:
+    """A memory task as the studies train it: data, loss, metrics and reference levels.
 
-    `batch(key, size) -> (xs [B, T, input_size], targets)`. Per-step tasks have int
+    `batch(key, size) -> (xs [B, T, input_size], targets)`. Per-step problems have int
     targets [B, T] scored with the cross-entropy from step `first_scored` on; the
     adding problem (`last_only`) reads the final state and scores the MSE.
     `metric` names the headline test metric (`loss`, `mse` or `accuracy`);
@@ -134,35 +134,42 @@ def _weighted_cross_entropy(logits, labels, weights, total):
     return jnp.sum(weights * _cross_entropy(logits, labels)) / total
 
 
-# -- the tasks --------------------------------------------------------------------------
-def adding(steps: int) -> Task:
-    return Task(f"adding T={steps}", 2, 1, functools.partial(adding_batch, steps=steps),
+# -- the problems -----------------------------------------------------------------------
+def adding(steps: int) -> Problem:
+    """The adding problem (Hochreiter and Schmidhuber 1997) on sequences of `steps`."""
+    return Problem(f"adding T={steps}", 2, 1, functools.partial(adding_batch, steps=steps),
                 "mse", ADDING_BASELINE_MSE, 0.0, last_only=True)
 
 
-def copy_memory(steps: int, copy_length: int = 10) -> Task:
-    label = ("copy (lectures' form)" if (steps, copy_length) == tuple(LECTURES_FORM.values())
-             else f"copy T={steps}")
-    return Task(label, NUM_CLASSES, NUM_CLASSES,
-                functools.partial(copy_memory_batch, steps=steps, copy_length=copy_length),
-                "loss", copy_memory_baseline(steps, copy_length), 0.0,
-                recall_steps=copy_length)
+def copy_memory(steps: int, copy_length: int = COPY_LENGTH) -> Problem:
+    """Copy memory (Hochreiter and Schmidhuber 1997; Arjovsky, Shah and Bengio 2016):
+    recall `copy_length` symbols after T = `steps` steps."""
+    label = (f"copy T={steps}" if copy_length == COPY_LENGTH
+             else f"copy {copy_length} symbols, T={steps}")
+    return Problem(label, NUM_CLASSES, NUM_CLASSES,
+                   functools.partial(copy_memory_batch, steps=steps, copy_length=copy_length),
+                   "loss", copy_memory_baseline(steps, copy_length), 0.0,
+                   recall_steps=copy_length)
 
 
-def lectures_copy_memory() -> Task:
-    return copy_memory(**LECTURES_FORM)
+def long_copy_memory() -> Problem:
+    """Copy memory of `LONG_COPY`: 40 symbols recalled after 20 steps (100 steps in all)."""
+    return copy_memory(**LONG_COPY)
 
 
-def echo(delay: int, scored: int = 50) -> Task:
-    """Echo at delay k on sequences of k + `scored` steps (the scored ones)."""
-    return Task(f"echo k={delay}", 1, 2,
+def echo(delay: int, scored: int = 50) -> Problem:
+    """Echo at delay k, y_t = x_{t-k}, on sequences of k + `scored` steps (the scored
+    ones)."""
+    return Problem(f"echo k={delay}", 1, 2,
                 functools.partial(echo_batch, steps=delay + scored, delay=delay),
                 "accuracy", 0.5, 1.0, first_scored=delay)
 
 
-def double_dependency(steps: int) -> Task:
+def double_dependency(steps: int) -> Problem:
+    """A target that depends on two past inputs (see `rnnjax.tasks.double_dependency`);
+    learned at the level of both dependencies."""
     levels = reference_cross_entropies()
-    return Task("double dependency", 1, 2,
+    return Problem("double dependency", 1, 2,
                 functools.partial(double_dependency_batch, steps=steps),
                 "loss", levels["none"], levels["both"], first_scored=SECOND_LAG)
 
@@ -178,15 +185,9 @@ def double_dependency_level(loss: float) -> str:
 
 
 # -- one run ----------------------------------------------------------------------------
-def cell_label(name: str) -> str:
-    """The class a cell name makes, with the name after it: 'SimpleRNN (tanh)'."""
-    cls = type(make(name, 64)).__name__   # 64: a size every cell type accepts
-    return cls if cls.lower() == name else f"{cls} ({name})"
-
-
-def run(task: Task, cell: str, args, run_dir: Path, *, truncation: int | None = None,
+def run(problem: Problem, cell: str, args, run_dir: Path, *, truncation: int | None = None,
         cell_options: dict | None = None, desc: str = "") -> dict:
-    """Train `args.seeds` models of cell type `cell` on `task` (one compiled step,
+    """Train `args.seeds` models of cell type `cell` on `problem` (one compiled step,
     vmapped over seeds); `truncation` k trains with TBPTT(k, k) instead of full BPTT.
 
     Returns per-seed results: the headline metric's test curve, every final test
@@ -195,40 +196,40 @@ def run(task: Task, cell: str, args, run_dir: Path, *, truncation: int | None = 
     half-life).
     """
     options = cell_options or {}
-    model = common.readout(cell, args.hidden, task.input_size, task.outputs, **options)
+    model = cell_with_head(cell, args.hidden, problem.input_size, problem.outputs, **options)
 
     def readouts(params, xs):
-        if task.last_only:
+        if problem.last_only:
             return model.last(params, xs)[:, None]
         return model.outputs(params, xs)
 
     def loss_fn(params, batch, key):
         xs, targets = batch
         if truncation is None:
-            return task.loss(readouts(params, xs), targets), {}
-        weights = jnp.broadcast_to(task.weights(targets.shape[1]), targets.shape)
+            return problem.loss(readouts(params, xs), targets), {}
+        weights = jnp.broadcast_to(problem.weights(targets.shape[1]), targets.shape)
         total = jnp.sum(weights)
         chunk_loss = lambda p, ys, t: _weighted_cross_entropy(
             model.head(p["head"], ys), t[0], t[1], total)
         return tbptt_loss(SubParams(model.cell, "cell"), params, xs, (targets, weights),
                           chunk_loss, truncation, truncation), {}
 
-    test_xs, test_y = task.batch(jax.random.key(10_000), TEST_SIZE)
-    probe_xs, probe_y = task.batch(jax.random.key(20_000), PROBE_SIZE)
-    test = jax.jit(jax.vmap(lambda p: task.metrics(readouts(p, test_xs), test_y)))
+    test_xs, test_y = problem.batch(jax.random.key(10_000), TEST_SIZE)
+    probe_xs, probe_y = problem.batch(jax.random.key(20_000), PROBE_SIZE)
+    test = jax.jit(jax.vmap(lambda p: problem.metrics(readouts(p, test_xs), test_y)))
     flow = jax.jit(jax.vmap(lambda p: model.grad_flow(
-        p, probe_xs, lambda out: task.final_step_loss(
-            out[:, -1:] if task.last_only else out, probe_y))))
+        p, probe_xs, lambda out: problem.final_step_loss(
+            out[:, -1:] if problem.last_only else out, probe_y))))
     trained = common.train(
         run_dir, model.init, loss_fn,
-        lambda i: task.batch(jax.random.fold_in(jax.random.key(1), i), args.batch), args,
+        lambda i: problem.batch(jax.random.fold_in(jax.random.key(1), i), args.batch), args,
         hyper={"learning_rate": args.lr}, clip=args.clip,
-        evaluate=lambda p: {"test_" + task.metric: test(p)[task.metric]},
-        eval_every=eval_interval(args),
-        settings={"task": task.label, "cell": cell, "options": options,
+        evaluate=lambda p: {"test_" + problem.metric: test(p)[problem.metric]},
+        eval_every=common.eval_interval(args),
+        settings={"task": problem.label, "cell": cell, "options": options,
                   "truncation": truncation, "hidden": args.hidden, "batch": args.batch},
-        desc=desc or f"{task.label}, {cell}")
-    steps, values = common.series(trained.history, "test_" + task.metric)
+        desc=desc or f"{problem.label}, {cell}")
+    steps, values = common.series(trained.history, "test_" + problem.metric)
     if trained.params is None:   # diverged: every final metric is NaN
         final = {k: [math.nan] * args.seeds for k in jax.eval_shape(test, trained.initial)}
     else:
@@ -238,12 +239,13 @@ def run(task: Task, cell: str, args, run_dir: Path, *, truncation: int | None = 
     fits_init = [probe.decay_fit(n) for n in norms_init]
     fits_trained = [probe.decay_fit(n) for n in norms_trained]
     return {
-        "task": task.label, "cell": cell, "cell_class": cell_label(cell), "options": options,
-        "truncation": truncation, "metric": task.metric, "baseline": task.baseline,
-        "optimum": task.optimum,
-        "curve": [*zip(steps, values.tolist()), (args.steps, final[task.metric])],
+        "task": problem.label, "cell": cell, "cell_class": common.cell_label(cell),
+        "options": options,
+        "truncation": truncation, "metric": problem.metric, "baseline": problem.baseline,
+        "optimum": problem.optimum,
+        "curve": [*zip(steps, values.tolist()), (args.steps, final[problem.metric])],
         "final": final,
-        "learned": [task.learned(v) for v in final[task.metric]],
+        "learned": [problem.learned(v) for v in final[problem.metric]],
         "nonfinite": trained.params is None,
         "grad_rate_init": [f.rate for f in fits_init],
         "half_life_init": [f.half_life for f in fits_init],
@@ -255,23 +257,14 @@ def run(task: Task, cell: str, args, run_dir: Path, *, truncation: int | None = 
     }
 
 
-def eval_interval(args) -> int:
-    """Steps between test evaluations; --steps must be a multiple of it."""
-    every = min(args.eval_every, args.steps)
-    if args.steps <= 0 or args.steps % every:
-        raise ValueError(f"--steps must be a positive multiple of {every} (the evaluation "
-                         f"interval), got {args.steps}")
-    return every
-
-
-def run_all(units: list[tuple[str, Task, str, dict]], args) -> dict:
-    """Run each `(key, task, cell, run options)` in its folder `args.out / folder(key)`,
+def run_all(units: list[tuple[str, Problem, str, dict]], args) -> dict:
+    """Run each `(key, problem, cell, run options)` in its folder `args.out / common.folder(key)`,
     in `args.workers` processes; returns key -> result, in the order of `units`.
 
     Small runs spend most of their time compiling, which XLA does on one core: a
     second process keeps a second core busy.
     """
-    jobs = [(task, cell, args, args.out / folder(key)) for key, task, cell, _ in units]
+    jobs = [(problem, cell, args, args.out / common.folder(key)) for key, problem, cell, _ in units]
     if args.workers <= 1:
         done = [run(*job, **options) for job, (*_, options) in
                 zip(tqdm(jobs, desc="runs"), units)]
@@ -289,32 +282,11 @@ def run_all(units: list[tuple[str, Task, str, dict]], args) -> dict:
 
 def add_arguments(parser) -> None:
     """The flags every memory-task study has besides the shared ones."""
-    parser.add_argument("--workers", type=int,
+    parser.add_argument("--workers", type=common.positive_int,
                         help="runs at once, each in its own process (compiling uses one core)")
 
 
-def folder(key: str) -> str:
-    """A run's key as a folder path: 'copy T=100/lstm' -> 'copy_T100/lstm'."""
-    return "/".join(re.sub(r"[^A-Za-z0-9]+", "_", part.replace("=", "")).strip("_")
-                    for part in key.split("/"))
-
-
-def check_cells(args) -> None:
-    """Fail on a bad cell name or size, or a bad --steps, before any work."""
-    for name in args.cells:
-        make(name, args.hidden)
-    eval_interval(args)
-
-
 # -- reporting ----------------------------------------------------------------------------
-def spread(values, digits: int = 3) -> str:
-    """'median (min-max)' of per-seed values."""
-    v = np.asarray(values, np.float64)
-    if v.size == 1:
-        return f"{v[0]:.{digits}g}"
-    return f"{np.median(v):.{digits}g} ({v.min():.{digits}g}-{v.max():.{digits}g})"
-
-
 def learned_count(result: dict) -> str:
     return f"{sum(result['learned'])}/{len(result['learned'])}"
 
@@ -331,7 +303,7 @@ def half_life(values) -> str:
 
 def detail_row(result: dict) -> list:
     """Cell, metric (median, range), learned, decay rate and half-life before/after."""
-    return [result["cell_class"], spread(result["final"][result["metric"]]),
+    return [result["cell_class"], common.spread(result["final"][result["metric"]]),
             learned_count(result),
             rate(result["grad_rate_init"]), half_life(result["half_life_init"]),
             rate(result["grad_rate_trained"]),
@@ -347,17 +319,17 @@ GRADIENT_NOTE = (
     "negative: vanishing); half-life: steps for the gradient to halve (inf: no decay).")
 
 
-def plot_curves(ax, results: list[dict], task: Task) -> None:
+def plot_curves(ax, results: list[dict], problem: Problem) -> None:
     """Test metric against training step, one band per result, with the reference lines."""
     for i, r in enumerate(results):
         common.band(ax, [s for s, _ in r["curve"]], [m for _, m in r["curve"]], f"C{i}",
                     r["cell_class"] + (f", TBPTT {r['truncation']}" if r["truncation"] else ""))
-    ax.axhline(task.baseline, color="k", ls="--", lw=1, label="no memory")
-    if task.optimum > 0 or task.higher_is_better:
-        ax.axhline(task.optimum, color="k", ls=":", lw=1, label="optimum")
-    if not task.higher_is_better and task.optimum == 0:
+    ax.axhline(problem.baseline, color="k", ls="--", lw=1, label="no memory")
+    if problem.optimum > 0 or problem.higher_is_better:
+        ax.axhline(problem.optimum, color="k", ls=":", lw=1, label="optimum")
+    if not problem.higher_is_better and problem.optimum == 0:
         ax.set_yscale("log")
-    ax.set(xlabel="training step", ylabel=f"test {task.metric}", title=task.label)
+    ax.set(xlabel="training step", ylabel=f"test {problem.metric}", title=problem.label)
     ax.grid(alpha=0.3)
 
 
@@ -372,18 +344,18 @@ def plot_grad_flow(ax, results: list[dict], title: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_tasks(results: dict, tasks: list[Task], cells: list[str], out: Path) -> None:
-    """training.png (test metric against step) and grad_flow.png, one panel per task,
-    one line per cell; results keyed by '<task label>/<cell>'."""
+def plot_problems(results: dict, problems: list[Problem], cells: list[str], out: Path) -> None:
+    """training.png (test metric against step) and grad_flow.png, one panel per problem,
+    one line per cell; results keyed by '<problem label>/<cell>'."""
     plt = common.pyplot()
-    n = len(tasks)
+    n = len(problems)
     for file in ("training.png", "grad_flow.png"):
         fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4), squeeze=False)
-        for ax, task in zip(axes[0], tasks):
-            runs = [results[f"{task.label}/{cell}"] for cell in cells]
+        for ax, problem in zip(axes[0], problems):
+            runs = [results[f"{problem.label}/{cell}"] for cell in cells]
             if file == "training.png":
-                plot_curves(ax, runs, task)
+                plot_curves(ax, runs, problem)
             else:
-                plot_grad_flow(ax, runs, task.label)
+                plot_grad_flow(ax, runs, problem.label)
         axes[0, 0].legend(fontsize=8)
         common.save_figure(fig, out / file)
