@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import rnnjax as rj
 from rnnjax import probe
-from rnnjax.cells import make
+from rnnjax.cells import Cell, make
+from rnnjax.layers import Dense
+from rnnjax.loop import unroll
 from rnnjax.models.compose import combine, part
 
 
@@ -29,8 +30,8 @@ class CellWithHead:
     ((5, 7, 3), (5, 3))
     """
 
-    cell: rj.Cell
-    head: rj.Dense
+    cell: Cell
+    head: Dense
     input_size: int
 
     def init(self, key):
@@ -40,12 +41,12 @@ class CellWithHead:
 
     def outputs(self, params, xs):
         """The head at every step: xs [B, T, F] -> [B, T, outputs]."""
-        _, ys = rj.unroll(self.cell, params["cell"], xs)
+        _, ys = unroll(self.cell, params["cell"], xs)
         return self.head(params["head"], ys)
 
     def last(self, params, xs):
         """The head on the last step's output only: xs [B, T, F] -> [B, outputs]."""
-        _, ys = rj.unroll(self.cell, params["cell"], xs)
+        _, ys = unroll(self.cell, params["cell"], xs)
         return self.head(params["head"], ys[:, -1])
 
     def grad_flow(self, params, xs, loss_fn):
@@ -59,4 +60,4 @@ def cell_with_head(name: str, hidden: int, input_size: int, outputs: int,
                    **cell_options) -> CellWithHead:
     """The cell `name` (see `rnnjax.cells.make`) of `hidden` units with a Dense head to
     `outputs`."""
-    return CellWithHead(make(name, hidden, **cell_options), rj.Dense(outputs), input_size)
+    return CellWithHead(make(name, hidden, **cell_options), Dense(outputs), input_size)

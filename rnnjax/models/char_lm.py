@@ -7,8 +7,9 @@ import dataclasses
 
 import jax.numpy as jnp
 
-import rnnjax as rj
 from rnnjax.cells import make
+from rnnjax.layers import Dense, Embedding, Stacked
+from rnnjax.loop import unroll
 from rnnjax.models.compose import combine, part
 
 
@@ -30,9 +31,9 @@ class CharLM:
     (3, 5, 7)
     """
 
-    embed: rj.Embedding
-    rnn: rj.Stacked
-    head: rj.Dense
+    embed: Embedding
+    rnn: Stacked
+    head: Dense
 
     def init(self, key):
         """Params from one key split in three (embed, rnn, head)."""
@@ -51,7 +52,7 @@ class CharLM:
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be [B, T] character ids, got shape "
                              f"{tuple(tokens.shape)}")
-        carry, ys = rj.unroll(self.rnn, params["rnn"], self.embed(params["embed"], tokens),
+        carry, ys = unroll(self.rnn, params["rnn"], self.embed(params["embed"], tokens),
                               carry)
         return carry, self.head(params["head"], ys)
 
@@ -65,6 +66,6 @@ class CharLM:
 def char_lm(cell: str, *, vocab_size: int, hidden: int, embed: int, layers: int) -> CharLM:
     """A `CharLM` of `layers` cells of type `cell` (see `rnnjax.cells.make`), each with
     `hidden` units, over `embed`-wide character vectors."""
-    return CharLM(rj.Embedding(vocab_size, embed),
-                  rj.Stacked([make(cell, hidden) for _ in range(layers)]),
-                  rj.Dense(vocab_size))
+    return CharLM(Embedding(vocab_size, embed),
+                  Stacked([make(cell, hidden) for _ in range(layers)]),
+                  Dense(vocab_size))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import rnnjax as rj
 from rnnjax.cells import make
+from rnnjax.layers import Bidirectional, Dense
+from rnnjax.loop import unroll
 from rnnjax.models.compose import combine, part
 from rnnjax.seq2seq import final_state
 
@@ -29,7 +30,7 @@ class Classifier:
     """
 
     encoder: Any
-    head: rj.Dense
+    head: Dense
     input_size: int
 
     def init(self, key):
@@ -41,7 +42,7 @@ class Classifier:
     def logits(self, params, xs, lengths):
         """Class scores [B, classes] of xs [B, T, F] read up to lengths int [B] (steps
         past a sequence's length do not change its scores)."""
-        carry, _ = rj.unroll(self.encoder, params["encoder"], xs, seq_lengths=lengths)
+        carry, _ = unroll(self.encoder, params["encoder"], xs, seq_lengths=lengths)
         return self.head(params["head"], final_state(self.encoder, carry))
 
 
@@ -51,5 +52,5 @@ def classifier(cell: str, hidden: int, input_size: int, classes: int,
     (each direction with `hidden` units), with a Dense head to `classes`."""
     encoder = make(cell, hidden)
     if bidirectional:
-        encoder = rj.Bidirectional(encoder, make(cell, hidden))
-    return Classifier(encoder, rj.Dense(classes), input_size)
+        encoder = Bidirectional(encoder, make(cell, hidden))
+    return Classifier(encoder, Dense(classes), input_size)

@@ -13,9 +13,10 @@ import dataclasses
 
 import jax.numpy as jnp
 
-import rnnjax as rj
 from rnnjax import decode, vision
-from rnnjax.cells import make
+from rnnjax.cells import Cell, make
+from rnnjax.layers import Dense, Embedding
+from rnnjax.loop import unroll
 from rnnjax.models.compose import combine, part
 from rnnjax.train import softmax_cross_entropy
 
@@ -41,9 +42,9 @@ class Captioner:
     """
 
     encoder: vision.ImageEncoder
-    cell: rj.Cell
-    embed: rj.Embedding
-    head: rj.Dense
+    cell: Cell
+    embed: Embedding
+    head: Dense
     condition: str
     image_shape: tuple[int, int, int]
     start_token: int
@@ -54,11 +55,11 @@ class Captioner:
         if self.condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
 
-    def _to_state(self) -> rj.Dense:
-        return rj.Dense(self.cell.hidden_size)
+    def _to_state(self) -> Dense:
+        return Dense(self.cell.hidden_size)
 
-    def _to_input(self) -> rj.Dense:
-        return rj.Dense(self.embed.features)
+    def _to_input(self) -> Dense:
+        return Dense(self.embed.features)
 
     def init(self, key):
         """Params from one key split in six (encoder, embed, cell, head, to_state,
@@ -100,7 +101,7 @@ class Captioner:
         after reading start of sentence and captions[:, :-1]."""
         inputs = jnp.concatenate([jnp.full_like(captions[:, :1], self.start_token),
                                   captions[:, :-1]], axis=1)
-        _, ys = rj.unroll(self.cell, params["cell"], self.embed(params["embed"], inputs),
+        _, ys = unroll(self.cell, params["cell"], self.embed(params["embed"], inputs),
                           self.start(params, images))
         return self.head(params["head"], ys)
 
@@ -135,5 +136,5 @@ def captioner(cell: str, *, vocab_size: int, hidden: int, embed: int, features: 
     `vision.ImageEncoder(features, channels)`, a decoder cell of type `cell` (see
     `rnnjax.cells.make`) with `hidden` units and `embed`-wide word vectors."""
     return Captioner(vision.ImageEncoder(features, tuple(channels)), make(cell, hidden),
-                     rj.Embedding(vocab_size, embed), rj.Dense(vocab_size), condition,
+                     Embedding(vocab_size, embed), Dense(vocab_size), condition,
                      (image_size, image_size, 3), start_token, end_token, max_len)

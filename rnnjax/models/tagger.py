@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import rnnjax as rj
 from rnnjax import crf
 from rnnjax.cells import make
+from rnnjax.layers import Bidirectional, Dense, Embedding
+from rnnjax.loop import unroll
 from rnnjax.models.compose import combine, fixed, part
 from rnnjax.seq2seq import final_state
 from rnnjax.tasks.vocab import UNK
@@ -47,11 +48,11 @@ class Tagger:
         unknown: the word id of a word not in the vocabulary.
     """
 
-    char_embedding: rj.Embedding
-    char_rnn: rj.Bidirectional
-    word_embedding: rj.Embedding | None
-    context: rj.Bidirectional
-    head: rj.Dense
+    char_embedding: Embedding
+    char_rnn: Bidirectional
+    word_embedding: Embedding | None
+    context: Bidirectional
+    head: Dense
     use_crf: bool
     word_dropout: float = 0.0
     unknown: int = UNK
@@ -91,7 +92,7 @@ class Tagger:
         words, word_lengths, chars = xs[..., 0], xs[..., 1], xs[..., 2:]
         batch, steps, width = chars.shape
         letters = self.char_embedding(params["chars"], chars.reshape(batch * steps, width))
-        carry, _ = rj.unroll(self.char_rnn, params["char_rnn"], letters,
+        carry, _ = unroll(self.char_rnn, params["char_rnn"], letters,
                              seq_lengths=word_lengths.reshape(-1))
         vectors = final_state(self.char_rnn, carry).reshape(batch, steps, -1)
         if self.word_embedding:
@@ -100,7 +101,7 @@ class Tagger:
                                   self.unknown, words)
             vectors = jnp.concatenate([vectors, self.word_embedding(params["words"], words)],
                                       axis=-1)
-        _, ys = rj.unroll(self.context, params["context"], vectors, seq_lengths=lengths)
+        _, ys = unroll(self.context, params["context"], vectors, seq_lengths=lengths)
         return self.head(params["head"], ys)
 
     def loss(self, params, batch, key):
@@ -143,7 +144,7 @@ def tagger(cell: str, head: str, *, chars: int, char_dim: int, char_hidden: int,
     features only), `head` one of HEADS."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-    both = lambda size: rj.Bidirectional(make(cell, size), make(cell, size))
-    return Tagger(rj.Embedding(chars, char_dim), both(char_hidden),
-                  rj.Embedding(words, word_dim) if words is not None else None,
-                  both(hidden), rj.Dense(tags), head == "crf", word_dropout, unknown)
+    both = lambda size: Bidirectional(make(cell, size), make(cell, size))
+    return Tagger(Embedding(chars, char_dim), both(char_hidden),
+                  Embedding(words, word_dim) if words is not None else None,
+                  both(hidden), Dense(tags), head == "crf", word_dropout, unknown)
