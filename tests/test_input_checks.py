@@ -8,6 +8,7 @@ values `jit` hides (lengths out of range, non-finite inputs, token ids).
 """
 
 import os
+import re
 import traceback
 
 import jax
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import assert_usage_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jax.experimental import checkify
@@ -212,27 +214,30 @@ def test_params_checks_do_not_reject_good_params():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--steps", "0"], "--steps must be positive, got 0"),
-    (["--lr", "-0.1"], "--lr must be positive, got -0.1"),
-    (["--checkpoint-every", "0"], "--checkpoint-every must be positive"),
+    (["--steps", "0"], "argument --steps: must be a positive integer, got '0'"),
+    (["--lr", "-0.1"], "argument --lr: must be a positive number, got '-0.1'"),
+    (["--checkpoint-every", "0"], "argument --checkpoint-every: must be a positive integer"),
 ])
-def test_study_flags_fail_before_any_work(tmp_path, argv, message):
+def test_study_flags_fail_before_any_work(tmp_path, capsys, argv, message):
+    """A bad flag is a usage error (exit status 2) before anything is written."""
     from experiments import common, compare_cells
     out = tmp_path / "never"
-    with pytest.raises(ValueError, match=message):
-        common.parse_args(compare_cells.NAME, "", compare_cells.DEFAULTS, compare_cells.QUICK,
-                          [*argv, "--out", str(out)], compare_cells.add_arguments)
+    parse = lambda argv: common.parse_args(compare_cells.NAME, "", compare_cells.DEFAULTS,
+                                           compare_cells.QUICK, argv,
+                                           compare_cells.add_arguments)
+    assert_usage_error(capsys, parse, [*argv, "--out", str(out)], re.escape(message))
     assert not out.exists()
 
 
-def test_study_out_folder_that_cannot_be_written(tmp_path):
+def test_study_out_folder_that_cannot_be_written(tmp_path, capsys):
     from experiments import common, compare_cells
     a_file = tmp_path / "file"
     a_file.write_text("")
-    with pytest.raises(ValueError, match=r"--out .*file/run cannot be created: .*file is "
-                                         r"not a folder"):
-        common.parse_args(compare_cells.NAME, "", compare_cells.DEFAULTS, compare_cells.QUICK,
-                          ["--out", str(a_file / "run")], compare_cells.add_arguments)
+    parse = lambda argv: common.parse_args(compare_cells.NAME, "", compare_cells.DEFAULTS,
+                                           compare_cells.QUICK, argv,
+                                           compare_cells.add_arguments)
+    assert_usage_error(capsys, parse, ["--out", str(a_file / "run")],
+                       r"--out .*file/run cannot be created: .*file is not a folder")
 
 
 # -- fuzzing ---------------------------------------------------------------------
