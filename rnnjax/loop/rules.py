@@ -83,11 +83,8 @@ def _backward_loop(rule, w, dys, saved, alive, dcarry, unroll):
         dstart = _like(dcarry, dstart)
         if restart_t is not None:
             into_initial = restart_t if alive_t is None else restart_t & alive_t
-            dinitial = jax.tree_util.tree_map(
-                lambda total, d: total + jnp.where(into_initial[:, None], d, 0), dinitial,
-                dstart)
-            dstart = select(restart_t, jax.tree_util.tree_map(jnp.zeros_like, dstart),
-                            dstart)
+            dinitial = _plus(dinitial, zero_where_dead(into_initial, dstart))
+            dstart = zero_where_dead(~restart_t, dstart)
         # a step past its sequence's length passes the cotangent through, feeds nothing
         return (select(alive_t, dstart, dcarry), dinitial), zero_where_dead(alive_t,
                                                                             step_grads)
