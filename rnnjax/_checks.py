@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import numbers
 from collections.abc import Callable, Mapping
 
 import jax
@@ -113,6 +114,45 @@ def positive_int(name: str, value) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def batch_shape(value) -> tuple:
+    """A batch shape as a tuple of ints: an int B means (B,)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        shape = tuple(value)
+    except TypeError:
+        shape = None
+    if shape is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                for d in shape):
+        raise InputTypeError(f"batch_shape must be a tuple of ints, e.g. (B,), or an int B, "
+                             f"got {value!r} ({type(value).__name__})")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"batch_shape must hold sizes >= 0, got {shape}")
+    return tuple(int(d) for d in shape)
+
+
+def seeds(value, name: str = "seeds") -> list[int]:
+    """Seeds as a list: an int n means n seeds, 0, 1, ..., n-1 (the meaning of
+    `--seeds n` in every study); a list of ints is those seeds."""
+    def is_int(s):
+        return isinstance(s, numbers.Integral) and not isinstance(s, bool)
+
+    if is_int(value):
+        if value < 1:
+            raise ValueError(f"{name} must be a count >= 1 or a non-empty list of ints, "
+                             f"got {value!r}")
+        return list(range(int(value)))
+    try:
+        found = list(value)
+    except TypeError:
+        raise InputTypeError(f"{name} must be an int (how many seeds) or a list of ints, "
+                             f"got {type(value).__name__}") from None
+    if not found or not all(is_int(s) for s in found):
+        raise ValueError(f"{name} must be an int (how many seeds) or a non-empty list of "
+                         f"ints, got {value!r}")
+    return [int(s) for s in found]
 
 
 def is_typed_key(x) -> bool:

@@ -99,6 +99,7 @@ class Stacked(Cell):
         return self.layers[0].input_size_of(params[0])
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        batch_shape = _checks.batch_shape(batch_shape)
         return tuple(layer.initial_carry(batch_shape, dtype) for layer in self.layers)
 
     def hidden(self, carry):
@@ -206,6 +207,7 @@ class Bidirectional:
         return self.fwd.input_size_of(params["fwd"])
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        batch_shape = _checks.batch_shape(batch_shape)
         return (self.fwd.initial_carry(batch_shape, dtype),
                 self.bwd.initial_carry(batch_shape, dtype))
 

@@ -116,7 +116,7 @@ class Cell(nn.RNNCellBase):
     @nn.nowrap
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         """The cell's own initial carry (zeros) for `batch_shape`."""
-        return self.cell.initial_carry(tuple(batch_shape), dtype)
+        return self.cell.initial_carry(_checks.batch_shape(batch_shape), dtype)
 
     @nn.nowrap
     def initialize_carry(self, rng, input_shape):
@@ -175,7 +175,7 @@ class RNN(nn.Module):
     @nn.nowrap
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         """The model's own initial carry (zeros) for `batch_shape`."""
-        return self.model.initial_carry(tuple(batch_shape), dtype)
+        return self.model.initial_carry(_checks.batch_shape(batch_shape), dtype)
 
 
 # -- weights from flax.linen's own cells --------------------------------------------

@@ -184,7 +184,7 @@ class Cell(_Wrapper, nnx.RNNCellBase):
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         """The cell's own initial carry (zeros) for `batch_shape`."""
-        return self.cell.initial_carry(tuple(batch_shape), dtype)
+        return self.cell.initial_carry(_checks.batch_shape(batch_shape), dtype)
 
     def initialize_carry(self, input_shape, rngs=None, carry_init=None):
         """`nnx.RNNCellBase`'s form: zeros for input_shape [*batch, I]; rngs unused."""
@@ -254,7 +254,7 @@ class RNN(_Wrapper):
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         """The model's own initial carry (zeros) for `batch_shape`."""
-        return self.model.initial_carry(tuple(batch_shape), dtype)
+        return self.model.initial_carry(_checks.batch_shape(batch_shape), dtype)
 
 
 __all__ = ["RNN", "Cell"]

@@ -97,7 +97,7 @@ def test_grid_order_and_stacked_state(sweeps):
     # Two hyperparameters: seeds outermost, then the dict's order, the last fastest.
     dense = rj.Dense(2)
     state, grid = sweep_states(lambda k: dense.init(k, 3), optax.inject_hyperparams(optax.adam),
-                               seeds=7, hyperparams={"learning_rate": [0.1, 0.2], "b1": 0.5})
+                               seeds=[7], hyperparams={"learning_rate": [0.1, 0.2], "b1": 0.5})
     assert grid == [{"seed": 7, "learning_rate": 0.1, "b1": 0.5},
                     {"seed": 7, "learning_rate": 0.2, "b1": 0.5}]
     np.testing.assert_array_equal(state.opt_state.hyperparams["b1"], [0.5, 0.5])
@@ -150,7 +150,7 @@ def test_bad_sweep_arguments_are_value_errors():
     with pytest.raises(ValueError, match="seeds"):
         sweep_states(init, optax.inject_hyperparams(optax.sgd), [])
     with pytest.raises(ValueError, match="numbers"):
-        sweep_states(init, optax.inject_hyperparams(optax.sgd), 0, {"nesterov": [True, False]})
+        sweep_states(init, optax.inject_hyperparams(optax.sgd), 1, {"nesterov": [True, False]})
     with pytest.raises(ValueError, match="axis named 'models'"):
         shard_models({"w": jnp.zeros((2, 3))}, Mesh(np.array(jax.devices()), ("x",)))
     with pytest.raises(ValueError, match="same leading"):
@@ -158,3 +158,28 @@ def test_bad_sweep_arguments_are_value_errors():
     assert models_mesh().shape["models"] == jax.device_count()
     with pytest.raises(ValueError, match="step_fn"):
         sweep_step(None)
+
+
+def test_an_int_of_seeds_is_a_count_as_in_the_probe_and_the_studies():
+    dense = rj.Dense(1)
+    init = lambda k: dense.init(k, 2)
+    state, grid = sweep_states(init, optax.inject_hyperparams(optax.sgd), seeds=3,
+                               hyperparams={"learning_rate": 0.1})
+    assert [g["seed"] for g in grid] == [0, 1, 2]
+    listed, _ = sweep_states(init, optax.inject_hyperparams(optax.sgd), seeds=[0, 1, 2],
+                             hyperparams={"learning_rate": 0.1})
+    np.testing.assert_array_equal(state.params["W"], listed.params["W"])
+    with pytest.raises(ValueError, match="count >= 1"):
+        sweep_states(init, optax.inject_hyperparams(optax.sgd), seeds=0,
+                     hyperparams={"learning_rate": 0.1})
+
+
+def test_seeds_alone_name_the_missing_hyperparameter():
+    dense = rj.Dense(1)
+    with pytest.raises(ValueError, match=r"learning_rate.*hyperparams=\{'learning_rate'"):
+        sweep_states(lambda k: dense.init(k, 2), optax.inject_hyperparams(optax.adam),
+                     seeds=[0, 1, 2])
+    # an optimizer whose every argument has a default needs no hyperparams
+    state, grid = sweep_states(lambda k: dense.init(k, 2),
+                               lambda: optax.sgd(0.1), seeds=2)
+    assert grid == [{"seed": 0}, {"seed": 1}] and state.step.shape == (2,)

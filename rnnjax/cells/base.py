@@ -140,7 +140,7 @@ class Cell:
     # -- state ------------------------------------------------------------------
     def initial_carry(self, batch_shape=(), dtype=jnp.float32) -> Carry:
         """Zeros; the carry of the plain cells is the hidden state h [*batch, H]."""
-        return jnp.zeros((*tuple(batch_shape), self.hidden_size), dtype)
+        return jnp.zeros((*_checks.batch_shape(batch_shape), self.hidden_size), dtype)
 
     def hidden(self, carry) -> jax.Array:
         return carry

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnjax import _checks
 from rnnjax.cells.base import Cell
 from rnnjax.cells.simple import resolve_activation
 
@@ -87,7 +88,7 @@ class ClockworkRNN(Cell):
         return params
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        batch_shape = tuple(batch_shape)
+        batch_shape = _checks.batch_shape(batch_shape)
         return ClockworkCarry(jnp.zeros((*batch_shape, self.hidden_size), dtype),
                               jnp.zeros(batch_shape, jnp.int32))
 

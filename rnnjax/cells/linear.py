@@ -139,7 +139,7 @@ class LRU(LinearRecurrence):
         return params["B_re"].shape[0]
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        return jnp.zeros((*tuple(batch_shape), 2 * self.states), dtype)
+        return jnp.zeros((*_checks.batch_shape(batch_shape), 2 * self.states), dtype)
 
     def eigenvalues(self, params):
         """lambda [N], complex."""

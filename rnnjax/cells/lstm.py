@@ -36,7 +36,7 @@ class _LSTMState(Cell):
         return params
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        z = jnp.zeros((*tuple(batch_shape), self.hidden_size), dtype)
+        z = jnp.zeros((*_checks.batch_shape(batch_shape), self.hidden_size), dtype)
         return LSTMCarry(z, z)
 
     def hidden(self, carry):

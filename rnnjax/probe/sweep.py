@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnjax import _checks
 from rnnjax.probe.decay import decay_fit
 from rnnjax.probe.grad_norms import hidden_grad_norms
 from rnnjax.probe.jacobians import jacobian_norms, lyapunov_spectrum
@@ -34,7 +35,10 @@ def sweep(cells: dict, lengths, *, seeds=3, batch=8, input_size=4, input_scale=1
           measures=("grad", "jacobian", "lyapunov"), lyapunov_k=None, jacobian_batch=2):
     """Measure gradient flow for every cell in `cells` (name -> cell) and T in `lengths`.
 
-    Each seed is a different initialisation (a `vmap` over init keys), or, when
+    `seeds`: how many seeds (an int n: seeds 0, 1, ..., n-1), or a list of seeds; seed
+    s initialises from the s-th of the keys split from `key`, so `seeds=[2]` repeats
+    the third model of `seeds=3`. Each seed is a different initialisation (a `vmap`
+    over init keys), or, when
     `params` (name -> params stacked over a leading seeds axis, e.g. checkpoints of a
     training run) is given, those params. The inputs are `input_scale` times standard
     normal [batch, T, input_size], shared by the seeds (strong inputs saturate tanh
@@ -48,12 +52,14 @@ def sweep(cells: dict, lengths, *, seeds=3, batch=8, input_size=4, input_scale=1
     """
     key = jax.random.key(0) if key is None else key
     k_init, k_x, k_u = jax.random.split(key, 3)
+    seed_list = _checks.seeds(seeds)
+    init_keys = jax.random.split(k_init, max(seed_list) + 1)[jnp.asarray(seed_list)]
     rows, arrays = [], {}
     for name, cell in cells.items():
         if params is not None and name in params:
             p = params[name]
         else:
-            p = jax.vmap(lambda k: cell.init(k, input_size))(jax.random.split(k_init, seeds))
+            p = jax.vmap(lambda k: cell.init(k, input_size))(init_keys)
         u = jax.random.normal(k_u, (cell.hidden_size,))
         u = u / jnp.linalg.norm(u)
         loss_fn = lambda ys: jnp.sum(ys[:, -1] @ u) / ys.shape[0]

@@ -6,12 +6,13 @@ with vmap.
     losses.py       masked losses and metrics
     tbptt.py        truncated BPTT
     fitting.py      fit: the loop over steps (evaluation every n steps, loggers, NaN stop)
-    checkpoints.py  saving and resuming a state, damaged checkpoints set aside
+    checkpoints.py  saving, resuming and restoring a state, damaged checkpoints set aside
     metrics.py      records, the Logger protocol, metrics.jsonl, read_metrics, plot_metrics
     sweep.py        many models (seeds x hyperparameters) in one step, over devices
     provenance.py   versions, devices, git commit and command of a run
 """
 
+from rnnjax.train.checkpoints import restore
 from rnnjax.train.fitting import fit
 from rnnjax.train.losses import (
     accuracy,
@@ -42,6 +43,7 @@ __all__ = [
     "mse",
     "plot_metrics",
     "read_metrics",
+    "restore",
     "shard_models",
     "softmax_cross_entropy",
     "step_mask",

@@ -40,17 +40,19 @@ class Checkpoints:
 
     Creating it creates `out_dir/checkpoints` and writes a file there, so a run that
     could not save fails before its first step (ValueError), not at its first
-    checkpoint. Close it (or use it as a context manager) to wait for a save in flight.
+    checkpoint (`write=False`: only read, nothing is created). Close it (or use it as a
+    context manager) to wait for a save in flight.
     """
 
-    def __init__(self, out_dir, keep: int):
+    def __init__(self, out_dir, keep: int | None, *, write: bool = True):
         self.directory = os.path.join(os.fspath(out_dir), CHECKPOINTS)
-        make_writable_dir(self.directory, os.fspath(out_dir))
+        if write:
+            make_writable_dir(self.directory, os.fspath(out_dir))
         # Orbax writes each step into `<step>.orbax-checkpoint-tmp` and renames it when
         # complete, so a checkpoint is whole or absent: a killed save leaves only the
         # tmp dir, which restore ignores and `cleanup_tmp_directories` removes. The
         # item handler lets `manager.metadata(step)` read the tree's shapes and dtypes.
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=write,
                                                cleanup_tmp_directories=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_handlers=ocp.StandardCheckpointHandler())
@@ -78,32 +80,87 @@ class Checkpoints:
         self._manager.save(step, args=ocp.args.StandardSave(storable), force=True,
                            custom_metadata={"crc32": _crc32s(storable)})
 
+    def steps(self) -> list[int]:
+        """The steps of the complete checkpoints on disk, oldest first."""
+        return sorted(self._manager.all_steps())
+
     def resume(self, like):
         """The newest checkpoint that restores into the structure of `like`, else `like`.
 
         Damaged ones are set aside with a warning each (see the module docstring); one
         holding another model raises ValueError.
         """
-        manager, set_aside = self._manager, []
+        set_aside = []
         try:
-            for step in sorted(manager.all_steps(), reverse=True):
+            for step in reversed(self.steps()):
                 try:
-                    return _restore(manager, step, like)
+                    return _restore(self._manager, step, like)
                 except _Damaged as e:
-                    folder = os.path.join(manager.directory, str(step))  # orbax's step name
-                    set_aside.append(_set_aside(folder))
-                    warnings.warn(f"checkpoint {folder} is damaged: {e}. Moved it to "
-                                  f"{set_aside[-1]}; trying the next older checkpoint",
-                                  stacklevel=3)
+                    set_aside.append(self._set_aside_damaged(step, e, "trying the next "
+                                                                      "older checkpoint"))
             if set_aside:
-                warnings.warn(f"no checkpoint in {manager.directory} could be restored, "
+                warnings.warn(f"no checkpoint in {self.directory} could be restored, "
                               f"all were damaged and set aside: {', '.join(set_aside)}; "
                               f"training from the given state (step {step_of(like)})",
                               stacklevel=3)
             return like
         finally:
             if set_aside:
-                manager.reload()  # forget the steps set aside, so they can be saved again
+                self._manager.reload()  # forget the steps set aside: they may be saved again
+
+    def restore_step(self, step: int, like):
+        """The checkpoint of `step` in the structure of `like`. ValueError when there is
+        none, or when it is damaged (it is then set aside, as `resume` does)."""
+        if step not in self.steps():
+            raise ValueError(f"no checkpoint of step {step} in {self.directory}; its "
+                             f"checkpoints are of steps {self.steps()}")
+        try:
+            return _restore(self._manager, step, like)
+        except _Damaged as e:
+            aside = self._set_aside_damaged(step, e, "not restored")
+            self._manager.reload()
+            raise ValueError(f"the checkpoint of step {step} is damaged and was moved to "
+                             f"{aside}; its other checkpoints are of steps "
+                             f"{self.steps()}") from e
+
+    def _set_aside_damaged(self, step: int, error: Exception, then: str) -> str:
+        """Set the damaged checkpoint of `step` aside with a warning; its new path."""
+        folder = os.path.join(self.directory, str(step))  # orbax's step name
+        aside = _set_aside(folder)
+        warnings.warn(f"checkpoint {folder} is damaged: {error}. Moved it to {aside}; "
+                      f"{then}", stacklevel=4)
+        return aside
+
+
+def restore(out_dir, state, step: int | None = None):
+    """The state of the run in `out_dir`, loaded into the structure of `state`.
+
+    `step=None` loads the newest checkpoint that is not damaged, as `fit` resumes
+    (damaged ones are set aside with a warning each); an int loads that step's
+    checkpoint. `state` is any state of the same structure, shapes and dtypes: the
+    initial one a run starts from, for instance, to probe or evaluate its trained
+    params. Raises ValueError when `out_dir` holds no checkpoint (or none that could be
+    read), the step is not there, or the checkpoint holds another model.
+
+    >>> state = restore("results/echo/tanh", init_state(params, optimizer, key))  # doctest: +SKIP
+    """
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    directory = os.path.join(out_dir, CHECKPOINTS)
+    if not os.path.isdir(directory):
+        raise ValueError(f"out_dir {out_dir} holds no checkpoints (no folder {directory})")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer))):
+        raise _checks.InputTypeError(f"step must be an int or None, got {step!r}")
+    with Checkpoints(out_dir, None, write=False) as checkpoints:
+        if step is not None:
+            return checkpoints.restore_step(int(step), state)
+        if not checkpoints.steps():
+            raise ValueError(f"out_dir {out_dir} holds no checkpoints ({directory} is "
+                             f"empty)")
+        restored = checkpoints.resume(state)
+        if restored is state:
+            raise ValueError(f"no checkpoint in {directory} could be restored: all were "
+                             f"damaged and set aside")
+        return restored
 
 
 def make_writable_dir(directory: str, name=None) -> None:

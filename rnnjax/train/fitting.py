@@ -79,11 +79,12 @@ def fit(step_fn: Callable, state, batch_fn: Callable[[int], Any], num_steps: int
       FloatingPointError: a loss (of any seed) is NaN or Inf. That state is never
         saved, so the latest checkpoint is the last good one; the message names the
         step and that checkpoint.
-      ValueError: a count is not a positive int, `eval_every` is missing or given
-        without `evaluate`; `out_dir` or its checkpoints folder cannot be created or
-        written (a path under a file, a read-only directory; the OSError is the
-        `__cause__`), found before the first step; or a checkpoint there holds another
-        model (its structure, shapes or dtypes differ from `state`'s).
+      ValueError: `out_dir` holds a run past `num_steps` (load it with `restore`, or
+        pass a larger `num_steps`); a count is not a positive int; `eval_every` is
+        missing or given without `evaluate`; `out_dir` or its checkpoints folder
+        cannot be created or written (a path under a file, a read-only directory; the
+        OSError is the `__cause__`), found before the first step; or a checkpoint there
+        holds another model (its structure, shapes or dtypes differ from `state`'s).
       TypeError: `evaluate` is not callable, or a logger lacks `log` or `close`.
 
     Warns:
@@ -109,7 +110,12 @@ def fit(step_fn: Callable, state, batch_fn: Callable[[int], Any], num_steps: int
         # run died before its next checkpoint); the steps are about to run again.
         log = MetricsFile(out_dir, start, write=primary)
         history = log.kept
-        if start >= num_steps:
+        if start > num_steps:
+            raise ValueError(
+                f"out_dir {out_dir} holds a run at step {start}, past num_steps="
+                f"{num_steps}: pass num_steps >= {start} to go on with it, another "
+                f"out_dir for a new run, or load its state with rnnjax.train.restore")
+        if start == num_steps:
             return state, history
         if primary:
             with open(os.path.join(out_dir, RUNS), "a") as runs:

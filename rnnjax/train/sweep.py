@@ -56,7 +56,7 @@ def sweep_states(init_params_fn: Callable, optimizer_fn: Callable, seeds,
         that every swept hyperparameter is stored in the optimizer state's
         `hyperparams` and may differ per model. It is called inside `jax.vmap` with
         each swept value as a traced scalar.
-      seeds: an int or a list of ints.
+      seeds: how many seeds (an int n: seeds 0, 1, ..., n-1), or a list of seeds.
       hyperparams: None, or a dict name -> list of values (a single number counts as
         a one-value list), e.g. `{"learning_rate": [1e-3, 3e-3]}`. Values must be
         numbers: a static (bool, string, callable) argument cannot differ between
@@ -80,7 +80,7 @@ def sweep_states(init_params_fn: Callable, optimizer_fn: Callable, seeds,
         raise ValueError(f"init_params_fn must be callable, got {type(init_params_fn).__name__}")
     if not callable(optimizer_fn):
         raise ValueError(f"optimizer_fn must be callable, got {type(optimizer_fn).__name__}")
-    seeds = _seeds(seeds)
+    seeds = _checks.seeds(seeds)
     names, values = _hyperparams(hyperparams)
     grid = [{"seed": seed, **dict(zip(names, point))}
             for seed in seeds for point in itertools.product(*values)]
@@ -95,7 +95,17 @@ def sweep_states(init_params_fn: Callable, optimizer_fn: Callable, seeds,
         return TrainState(params, opt_state, jnp.zeros((), jnp.int32), k_state)
 
     init = jax.vmap(init_one)
-    shapes = jax.eval_shape(init, keys, hyper)   # checks before compiling
+    try:
+        shapes = jax.eval_shape(init, keys, hyper)   # checks before compiling
+    except TypeError as e:
+        if not _missing_argument(e):
+            raise
+        given = f"only {names}" if names else "none"
+        raise ValueError(
+            f"optimizer_fn needs an argument the sweep does not give ({e}); every "
+            f"argument of optimizer_fn comes from hyperparams (given: {given}): pass "
+            f"e.g. hyperparams={{'learning_rate': [1e-3]}}, one value for all models or "
+            f"several to sweep") from e
     missing = [n for n in names if not _injected(shapes.opt_state, n)]
     if missing:
         raise ValueError(
@@ -206,20 +216,6 @@ def _put(x, sharding):
     return jax.device_put(x, sharding)
 
 
-def _seeds(seeds) -> list[int]:
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        return [int(seeds)]
-    try:
-        seeds = list(seeds)
-    except TypeError:
-        raise ValueError(f"seeds must be an int or a list of ints, got "
-                         f"{type(seeds).__name__}") from None
-    if not seeds or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
-                            for s in seeds):
-        raise ValueError(f"seeds must be an int or a non-empty list of ints, got {seeds!r}")
-    return [int(s) for s in seeds]
-
-
 def _hyperparams(hyperparams) -> tuple[list[str], list[list]]:
     if hyperparams is None:
         return [], []
@@ -241,6 +237,12 @@ def _hyperparams(hyperparams) -> tuple[list[str], list[list]]:
         names.append(name)
         values.append(vals)
     return names, values
+
+
+def _missing_argument(error: TypeError) -> bool:
+    """Whether `error` says a function was called without a required argument."""
+    text = str(error)
+    return "missing" in text and "argument" in text
 
 
 def _injected(opt_state, name) -> bool:
