@@ -4,8 +4,8 @@ Every check runs on static shape and dtype information, so it costs nothing unde
 `jit`, and fails before XLA ever sees a wrong input, with a message that names the
 argument, what was expected and what was given: `ValueError` for a wrong value
 (shape, range, structure), `InputTypeError` (a `TypeError`) for a wrong type or dtype.
-Values (lengths in range, finite inputs) are checked only where they are concrete;
-under `jit` use `rnnjax.checked` for them.
+Values (lengths in range, finite inputs, token ids) are checked where they are
+concrete (eager calls); under `jit` use `rnnjax.checked` for them.
 """
 
 from __future__ import annotations
@@ -37,17 +37,23 @@ def is_concrete(x) -> bool:
 
 
 def checked(fn: Callable, *, jit: bool = True) -> Callable:
-    """`fn` with rnnjax's value checks enforced where `jit` hides the values.
+    """`fn`, compiled, with rnnjax's value checks enforced where `jit` hides the values.
 
-    Shapes, dtypes and structures are always checked, also under `jit`. Values are
-    checked only when concrete: under `jit`, `vmap` or `grad`, `seq_lengths` outside
-    [0, T] would silently clamp and a NaN in `xs` would spread. Inside `checked(fn)`
-    the public functions add `jax.experimental.checkify` checks for those (lengths in
-    range, finite `xs` and initial carries, token ids in range), and a failing check
-    raises `checkify.JaxRuntimeError` naming the argument and the values. The
-    function is traced afresh (and jit-compiled unless `jit=False`); functions that
-    `fn` jit-compiled earlier without checks keep their old trace, so pass the
-    unjitted function. The checks cost one pass over the inputs.
+    Use `rj.checked(fn)` in place of `jax.jit(fn)`, not inside it: it compiles `fn`
+    itself (unless `jit=False`) and raises on the host after the call, so it refuses
+    to be traced by `jax.jit`, `jax.vmap` or `jax.grad` (wrap those inside it:
+    `rj.checked(jax.grad(loss))`).
+
+    Shapes, dtypes and structures are always checked, under `jit` too, and values
+    whenever they are concrete (eager calls). Under `jit`, `vmap` or `grad` values
+    cannot be read: `seq_lengths` outside [0, T] would silently clamp and a NaN in `xs`
+    would spread. Inside `checked(fn)` the public functions add
+    `jax.experimental.checkify` checks for those (lengths in range, finite `xs` and
+    initial carries, token ids in range), and a failing check raises
+    `checkify.JaxRuntimeError` naming the argument (in the layout it was given) and the
+    values. The function is traced afresh; functions that `fn` jit-compiled earlier
+    without checks keep their old trace, so pass the unjitted function. The checks
+    cost one pass over the inputs.
 
     >>> import jax.numpy as jnp, rnnjax as rj, jax
     >>> cell = rj.GRU(hidden_size=4)
@@ -71,6 +77,12 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves((args, kwargs))):
+            raise TypeError(
+                "rj.checked(fn) was called inside jax.jit, jax.vmap or jax.grad (its "
+                "arguments are traced); it compiles fn itself and raises after the call, "
+                "so use rj.checked(fn) in place of jax.jit(fn), and put vmap or grad "
+                "inside it: rj.checked(jax.grad(fn))")
         error, out = checkified(*args, **kwargs)
         error.throw()
         return out
@@ -79,15 +91,30 @@ def checked(fn: Callable, *, jit: bool = True) -> Callable:
 
 
 def finite(name: str, tree):
-    """Inside `checked`: check that every float leaf of `tree` is finite."""
-    if not _value_checks.get():
-        return
+    """Check that every float leaf of `tree` is finite: a ValueError now when the values
+    are concrete (naming the first bad index), a checkify check inside `checked` when
+    they are traced (elsewhere nothing)."""
     for leaf in jax.tree_util.tree_leaves(tree):
-        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            continue
+        shape = tuple(np.shape(leaf))
+        if _value_checks.get():
             bad = jnp.sum(~jnp.isfinite(leaf))
             checkify.check(bad == 0, f"{name} must be finite, got {{bad}} non-finite "
-                                     f"values (NaN or Inf) in shape {tuple(np.shape(leaf))}",
-                           bad=bad)
+                                     f"values (NaN or Inf) in shape {shape}", bad=bad)
+        elif is_concrete(leaf) and not _all_finite(leaf):
+            bad = ~np.isfinite(np.asarray(leaf))
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name} must be finite, got {int(bad.sum())} non-finite "
+                             f"values (NaN or Inf) in shape {shape}, the first at index "
+                             f"{first}")
+
+
+def _all_finite(x) -> bool:
+    """Whether a concrete array is finite, reduced where it lives (also while a jit
+    traces the function it is a constant of)."""
+    with jax.ensure_compile_time_eval():
+        return bool(jnp.isfinite(x).all())
 
 
 def values_in_range(values, low, high, message: str):
@@ -361,11 +388,35 @@ def carry_or_initial(model, carry, batch_shape: tuple, dtype):
     return carry
 
 
+def one_step_map(model):
+    """Check that `model` has one step map h_t = f(h_{t-1}, x_t), which the probe
+    differentiates: a cell, or a `Stacked` of cells (not a `Bidirectional`)."""
+    layers = getattr(model, "layers", None)
+    inner = [layer for layer in layers if not hasattr(layer, "step")] \
+        if isinstance(layers, tuple) else []
+    if hasattr(model, "step") and hasattr(model, "project_inputs") and not inner:
+        return model
+    if inner:
+        kind, instead = (f"a Stacked holding {type(inner[0]).__name__} layers",
+                         "probe a Stacked of cells, or one of its cell layers "
+                         "(model.layers[i] with params[i])")
+    elif hasattr(model, "fwd") and hasattr(model, "bwd"):
+        kind, instead = ("a Bidirectional", "probe each direction as a cell: model.fwd "
+                         "with params['fwd'] on xs, and model.bwd with params['bwd'] on "
+                         "xs reversed in time (xs[:, ::-1])")
+    else:
+        kind, instead = (f"a {type(model).__name__} without step and project_inputs",
+                         "give it the cell protocol (see rj.check_cell)")
+    raise InputTypeError(f"the probe follows one step map forward in time, so cell must "
+                         f"be a cell or a Stacked of cells; got {kind}: {instead}")
+
+
 def batch_major_sequences(model, params, xs, carry):
     """Check the model, its params, and xs [B, T, F] (B, T >= 1: a probe of nothing is
     an error, not an empty answer) against the model's input size; return
     (xs, carry or the initial one)."""
     sequence_model("cell", model)
+    one_step_map(model)
     model_params(model, params)
     xs = float_array("xs", xs, rank=3, layout="[B, T, F]")
     feature_size("xs", xs, model.input_size_of(params))

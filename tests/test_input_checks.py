@@ -10,6 +10,7 @@ values `jit` hides (lengths out of range, non-finite inputs, token ids).
 import os
 import re
 import traceback
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -354,3 +355,53 @@ def test_checked_catches_token_ids_and_works_under_grad():
     with pytest.raises(checkify.JaxRuntimeError, match=r"ids must lie in \[0, 4\] .* "
                                                        r"got values in \[0, 7\]"):
         grad(pe, jnp.array([[0, 1, 2, 3, 7], [0, 0, 0, 0, 0]]), jnp.array([5, 3]))
+
+
+def test_checked_refuses_to_be_traced_and_says_it_compiles_itself():
+    run = rj.checked(lambda xs: rj.unroll(LSTM, P, xs)[1])
+    for outer in (jax.jit, jax.vmap, jax.grad):
+        with pytest.raises(TypeError, match=r"in place of jax.jit\(fn\)"):
+            outer(lambda xs: run(xs).sum())(XS)
+    # the advertised order works: transformations inside, checked outside
+    grad = rj.checked(jax.grad(lambda xs: rj.unroll(LSTM, P, xs)[1].sum()))
+    assert grad(XS).shape == XS.shape
+
+
+def test_checked_messages_use_the_layout_the_user_gave():
+    xs = jnp.ones((4, 10, 3)).at[1, 3, 0].set(jnp.nan)
+    run = rj.checked(lambda xs: rj.unroll(LSTM, P, xs)[1])
+    with pytest.raises(checkify.JaxRuntimeError, match=r"in shape \(4, 10, 3\)"):
+        run(xs)
+    run_tm = rj.checked(lambda xs: rj.unroll(LSTM, P, xs, time_major=True)[1])
+    with pytest.raises(checkify.JaxRuntimeError, match=r"in shape \(10, 4, 3\)"):
+        run_tm(jnp.swapaxes(xs, 0, 1))
+
+
+def test_eager_calls_check_values_as_the_readme_says():
+    """Eager: lengths, NaN inputs and carries raise at once, naming where; under jit
+    without `checked` nothing is read (the README's statement, both halves)."""
+    bad = XS.at[1, 3, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match=r"xs must be finite, got 1 non-finite values .*"
+                                         r"shape \(2, 5, 3\), the first at index \(1, 3, 0\)"):
+        rj.unroll(LSTM, P, bad)
+    carry = LSTM.initial_carry(2)
+    with pytest.raises(ValueError, match="carry must be finite, got 1"):
+        rj.unroll(LSTM, P, XS, carry._replace(h=carry.h.at[0, 0].set(jnp.inf)))
+    with pytest.raises(ValueError, match="seq_lengths must lie in"):
+        rj.unroll(LSTM, P, XS, seq_lengths=jnp.array([6, 1]))
+    with pytest.raises(ValueError, match="xs must be finite"):
+        probe.hidden_grad_norms(LSTM, P, bad, LOSS)
+    ys = jax.jit(lambda xs: rj.unroll(LSTM, P, xs)[1])(bad)   # not read under jit
+    assert np.isnan(ys[1, 3:]).all() and np.isfinite(ys[0]).all()
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "values whenever they are concrete" in " ".join(readme.split())
+
+
+def test_initial_carry_takes_an_int_batch_size():
+    for cell in (rj.LSTM(3), rj.GRU(3), rj.ClockworkRNN(4, periods=(1, 2)), rj.LRU(3),
+                 rj.Stacked([rj.GRU(2), rj.LSTM(3)]), rj.Bidirectional(rj.GRU(2), rj.GRU(2))):
+        by_int = jax.tree_util.tree_map(jnp.shape, cell.initial_carry(batch_shape=4))
+        assert by_int == jax.tree_util.tree_map(jnp.shape, cell.initial_carry((4,)))
+    with pytest.raises(TypeError, match=r"batch_shape must be a tuple of ints, e.g. \(B,\), "
+                                        r"or an int B, got 4.0"):
+        rj.GRU(3).initial_carry(4.0)

@@ -150,3 +150,29 @@ def test_sweep_recovers_the_analytic_rate_over_seeds():
     assert result.arrays[("lstm", 24)]["grad_norms"].shape == (3, 24)
     assert result.arrays[("lstm", 24)]["lyapunov"].shape == (3, 8)   # state (h, c)
     assert "| linear | 24 |" in result.table()
+
+
+def test_probe_takes_stacked_cells_and_names_what_to_pass_for_the_rest():
+    xs = jnp.ones((2, 6, 3))
+    loss = lambda ys: ys[:, -1].sum()
+    stack = rj.Stacked([rj.GRU(4), rj.LSTM(5)])
+    norms = probe.hidden_grad_norms(stack, stack.init(jax.random.key(0), 3), xs, loss)
+    assert norms.shape == (6,) and np.all(np.isfinite(norms))
+    bi = rj.Bidirectional(rj.GRU(4), rj.GRU(4))
+    with pytest.raises(TypeError, match=r"got a Bidirectional: probe each direction as a "
+                                        r"cell: model.fwd with params\['fwd'\]"):
+        probe.hidden_grad_norms(bi, bi.init(jax.random.key(0), 3), xs, loss)
+    deep = rj.Stacked([bi, rj.GRU(4)])
+    for measure in (lambda m, p: probe.jacobian_norms(m, p, xs),
+                    lambda m, p: probe.lyapunov_spectrum(m, p, xs)):
+        with pytest.raises(TypeError, match=r"a Stacked holding Bidirectional layers: .*"
+                                            r"model.layers\[i\] with params\[i\]"):
+            measure(deep, deep.init(jax.random.key(0), 3))
+
+
+def test_sweep_seeds_count_or_list_pick_the_same_models():
+    cells = {"gru": rj.GRU(4)}
+    three = probe.sweep(cells, [8], seeds=3, measures=("grad",))
+    picked = probe.sweep(cells, [8], seeds=[0, 2], measures=("grad",))
+    np.testing.assert_array_equal(picked.arrays[("gru", 8)]["grad_norms"],
+                                  three.arrays[("gru", 8)]["grad_norms"][[0, 2]])

@@ -261,3 +261,19 @@ def test_stack_of_bidirectional_layers():
     assert ys.shape == (2, 5, 6)
     with pytest.raises(ValueError, match="Bidirectional"):
         model(params, carry, xs[:, 0])
+
+
+def test_forward_mode_names_use_loop_rule_false_and_that_works():
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    for cell in (rj.GRU(4), rj.Stacked([rj.LSTM(4), rj.SimpleRNN(3)])):
+        params = cell.init(jax.random.key(0), 3)
+        f = lambda xs: rj.unroll(cell, params, xs)[1].sum()
+        with pytest.raises(TypeError, match=r"cannot go through a loop rule.*here in a "
+                                            + type(cell).__name__ + r".*use_loop_rule=False"):
+            jax.jvp(f, (xs,), (xs,))
+    cell = rj.GRU(4)
+    params = cell.init(jax.random.key(0), 3)
+    scanned = rj.GRU(4, use_loop_rule=False)
+    fwd = jax.jacfwd(lambda xs: rj.unroll(scanned, params, xs)[1].sum())(xs)
+    rev = jax.grad(lambda xs: rj.unroll(cell, params, xs)[1].sum())(xs)
+    np.testing.assert_allclose(fwd, rev, rtol=1e-5, atol=1e-6)

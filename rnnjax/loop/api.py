@@ -66,12 +66,12 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
     layout = "[T, B, F] (time_major=True)" if time_major else "[B, T, F]"
     xs = _checks.float_array("xs", xs, rank=3, layout=layout)
     _checks.feature_size("xs", xs, model.input_size_of(params))
+    _checks.finite("xs", xs)
+    _checks.finite("carry", carry)
     if not time_major:
         xs = jnp.swapaxes(xs, 0, 1)
     steps, batch = xs.shape[0], xs.shape[1]
     lengths = None if seq_lengths is None else _checks.seq_lengths(seq_lengths, batch, steps)
-    _checks.finite("xs", xs)
-    _checks.finite("carry", carry)
     carry = _checks.carry_or_initial(model, carry, (batch,),
                                      _checks.compute_dtype(params, xs))
     _checks.positive_int("unroll", unroll)
@@ -79,9 +79,22 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
         resets = _checks.resets(resets, (steps, batch) if time_major else (batch, steps),
                                 layout)
         resets = resets if time_major else resets.T
-    carry, ys = _unroll_compiled(model, params, xs, carry, lengths, key, resets,
-                                 reverse=reverse, unroll=unroll, remat=remat)
+    try:
+        carry, ys = _unroll_compiled(model, params, xs, carry, lengths, key, resets,
+                                     reverse=reverse, unroll=unroll, remat=remat)
+    except TypeError as e:
+        if "forward-mode" in str(e) and "custom_vjp" in str(e):
+            raise TypeError(_FORWARD_MODE.format(model=type(model).__name__)) from e
+        raise
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
+
+
+_FORWARD_MODE = (
+    "forward-mode autodiff (jax.jvp, jax.jacfwd, jax.hessian) cannot go through a loop "
+    "rule, the hand-written backward pass that the LSTM, GRU and SimpleRNN cells run by "
+    "default (here in a {model}): build those cells with use_loop_rule=False, e.g. "
+    "rj.GRU(8, use_loop_rule=False), to differentiate forward; they compute the same "
+    "values with a plain scan")
 
 
 # Compiled once per (model, shapes, flags): an eager call of `unroll` would otherwise
