@@ -32,7 +32,7 @@ from rnnjax.cells import (
     SimpleRNN,
 )
 from rnnjax.layers import Bidirectional, Dense, Embedding, Stacked
-from rnnjax.loop import reverse_within_lengths, unroll
+from rnnjax.loop import CellProtocolError, check_cell, reverse_within_lengths, unroll
 
 __version__ = "0.1.0"
 
@@ -64,6 +64,7 @@ __all__ = [
     "LSTM",
     "Bidirectional",
     "Cell",
+    "CellProtocolError",
     "ClockworkCarry",
     "ClockworkRNN",
     "Dense",
@@ -76,6 +77,7 @@ __all__ = [
     "PeepholeLSTM",
     "SimpleRNN",
     "Stacked",
+    "check_cell",
     "checked",
     "crf",
     "decode",

@@ -87,6 +87,8 @@ class Stacked(Cell):
         return self.layers[-1].output_size
 
     def init(self, key, input_size, dtype=jnp.float32):
+        """A tuple with each layer's params, in order: layer i's init with the output
+        size of layer i-1 (`input_size` for the first) as its input size."""
         input_size = _checks.positive_int("input_size", input_size)
         params = []
         keys = jax.random.split(_checks.prng_key("key", key), len(self.layers))
@@ -99,6 +101,7 @@ class Stacked(Cell):
         return self.layers[0].input_size_of(params[0])
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        """A tuple with each layer's initial carry."""
         batch_shape = _checks.batch_shape(batch_shape)
         return tuple(layer.initial_carry(batch_shape, dtype) for layer in self.layers)
 
@@ -199,6 +202,7 @@ class Bidirectional:
         return self.fwd.output_size + self.bwd.output_size
 
     def init(self, key, input_size, dtype=jnp.float32):
+        """`{"fwd": fwd.init(...), "bwd": bwd.init(...)}`, both reading `input_size`."""
         k_f, k_b = jax.random.split(_checks.prng_key("key", key))
         return {"fwd": self.fwd.init(k_f, input_size, dtype),
                 "bwd": self.bwd.init(k_b, input_size, dtype)}

@@ -4,7 +4,7 @@ A cell is a frozen dataclass (static, hashable config: safe as a `jit` static
 argument) with three pure methods:
 
     params = cell.init(key, input_size)          # a dict of arrays
-    carry = cell.initial_carry(batch_shape)      # a pytree of zeros
+    carry = cell.initial_carry(batch_shape)      # a pytree of zeros; (B,) or B
     carry, y = cell(params, carry, x)            # one step; x is [*batch, input_size]
 
 A step is split in two so that the time loop can hoist work out of the scan:
@@ -26,7 +26,8 @@ scan) and `COMPOSITE` (a model made of other models that runs them itself throug
 
 Everything `rj.unroll` needs of a model (`init`, `input_size_of`, `initial_carry`,
 `output_size`, `strategy`; `unroll_time_major` for a composite) is the
-`SequenceModel` protocol.
+`SequenceModel` protocol. `rj.check_cell` checks a cell against it (and a cell's
+`step`, `project_inputs` and `hidden`), saying what is wrong in plain words.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ class Cell:
 
     # -- state ------------------------------------------------------------------
     def initial_carry(self, batch_shape=(), dtype=jnp.float32) -> Carry:
-        """Zeros; the carry of the plain cells is the hidden state h [*batch, H]."""
+        """Zeros; the carry of the plain cells is the hidden state h [*batch, H].
+        `batch_shape` is a tuple, or an int B for (B,)."""
         return jnp.zeros((*_checks.batch_shape(batch_shape), self.hidden_size), dtype)
 
     def hidden(self, carry) -> jax.Array:

@@ -11,9 +11,11 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnjax import _checks
 from rnnjax.loop.dispatch import run
+from rnnjax.loop.protocol import check_once
 
 
 def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
@@ -60,6 +62,8 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
     ((2, 7, 5), (2, 5), True, True)
     """
     _checks.sequence_model("model", model)
+    if np.ndim(xs) == 3 and np.shape(xs)[-1] > 0:   # else the checks of xs below say why
+        check_once(model, np.shape(xs)[-1])
     _checks.model_params(model, params)
     if time_major is None:
         time_major = bool(getattr(model, "time_major", None) or False)

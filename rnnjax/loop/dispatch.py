@@ -10,6 +10,7 @@ from __future__ import annotations
 from rnnjax.cells.base import Strategy
 from rnnjax.loop import associative, rules, scan
 from rnnjax.loop.masking import restarts_read_backwards, reverse_within_lengths
+from rnnjax.loop.protocol import check_once
 
 #: the loop of each cell strategy: run(cell, params, xs, carry, *, lengths, resets,
 #: flip, unroll, remat) -> (final carry, ys), all time-major and in reading order
@@ -28,6 +29,7 @@ def run(model, params, xs, carry, *, lengths=None, reverse=False, unroll=1, rema
     if model.strategy is Strategy.COMPOSITE:
         return model.unroll_time_major(params, xs, carry, lengths=lengths, reverse=reverse,
                                        unroll=unroll, remat=remat, key=key, resets=resets)
+    check_once(model, xs.shape[-1])   # a user's cell inside a Stacked or Bidirectional
     loop = STRATEGIES[model.strategy]
     if resets is not None and reverse:
         resets = restarts_read_backwards(resets)
