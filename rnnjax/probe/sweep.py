@@ -21,7 +21,10 @@ class SweepResult(NamedTuple):
 
     def table(self, columns=("cell", "T", "grad_rate", "grad_half_life", "exploding",
                              "jacobian_rate", "lyapunov_max")) -> str:
-        """The rows as a markdown table."""
+        """The rows as a markdown table (columns no row has, such as a measure not
+        taken, are left out)."""
+        columns = [c for c in columns if any(c in row for row in self.rows)]
+
         def fmt(v):
             return f"{v:.4g}" if isinstance(v, float) else str(v)
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
