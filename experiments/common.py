@@ -121,6 +121,10 @@ def parse_args(name: str, description: str, defaults: dict, quick: dict, argv=No
                         help=f"output folder (default results/{name})")
     parser.add_argument("--quick", action="store_true",
                         help="a small configuration that runs on a laptop CPU in minutes")
+    parser.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
+                        help="do not keep compiled programs between runs (JAX's persistent "
+                             "compilation cache, by default in ~/.cache/rnnjax/jax; "
+                             "RNNJAX_COMPILE_CACHE sets another folder)")
     for key, (kind, text) in SHARED_FLAGS.items():
         if key in defaults:
             parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=text)
@@ -146,7 +150,39 @@ def parse_args(name: str, description: str, defaults: dict, quick: dict, argv=No
             check(args)
     except ValueError as error:
         parser.error(str(error))
+    if args.compile_cache:
+        use_compile_cache()
     return args
+
+
+def compile_cache_dir() -> Path:
+    """Where the studies keep compiled programs: $RNNJAX_COMPILE_CACHE, else
+    $XDG_CACHE_HOME/rnnjax/jax (~/.cache/rnnjax/jax); outside the repository."""
+    if os.environ.get("RNNJAX_COMPILE_CACHE"):
+        return Path(os.environ["RNNJAX_COMPILE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnnjax" / "jax"
+
+
+def use_compile_cache(directory: Path | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache in `directory` (default
+    `compile_cache_dir()`), for this process and the worker processes it starts.
+
+    A study compiles the same programs (its train step, evaluation and probe per cell
+    and shape) every time it runs; from the cache a rerun, or a --quick run after
+    another, loads them instead of compiling. Every program is kept, however fast it
+    compiled: small runs spend most of their time on many small compilations. A
+    folder already set in JAX_COMPILATION_CACHE_DIR is kept.
+    """
+    directory = Path(os.environ.get("JAX_COMPILATION_CACHE_DIR") or directory
+                     or compile_cache_dir())
+    settings = {"jax_compilation_cache_dir": str(directory),
+                "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value)   # read by spawned workers' jax
+    return directory
 
 
 def _check_out(out: Path) -> None:
@@ -368,9 +404,14 @@ def save_part(out: Path, key: str, config: dict, result) -> None:
     write_json(out / "parts" / f"{key}.json", {"config": config, "result": result})
 
 
+#: flags that change how a study runs, not what it computes
+EXECUTION_FLAGS = ("compile_cache",)
+
+
 def config_of(args) -> dict:
-    """The run's settings as JSON-ready values."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    """The run's settings as JSON-ready values (not the `EXECUTION_FLAGS`)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k not in EXECUTION_FLAGS}
 
 
 def write_results(args, payload: dict, report_text: str) -> None:

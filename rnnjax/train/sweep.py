@@ -113,7 +113,12 @@ def sweep_states(init_params_fn: Callable, optimizer_fn: Callable, seeds,
             f"optimizer_fn with optax.inject_hyperparams (e.g. "
             f"optax.inject_hyperparams(optax.adam)) so that each model keeps its own "
             f"values")
-    return jax.jit(init)(keys, hyper), grid
+    # Eager vmap, not one jit of the whole init: each random draw and initialiser is a
+    # small compiled program of its own (jax.random's, `initializers.orthogonal`),
+    # reused by every later sweep of the same shapes, where a jit of the whole init
+    # compiles them afresh for each model (seconds per run of a study). The numbers
+    # are bitwise the same.
+    return init(keys, hyper), grid
 
 
 def sweep_step(step_fn: Callable, shared_batch: bool = True, donate: bool = False):
