@@ -258,6 +258,7 @@ def train_cell(cell: str, data: Data, args) -> dict:
                              steps, run_dir, checkpoint_every=args.checkpoint_every,
                              log_every=math.gcd(args.eval_every, max(1, args.eval_every // 10)),
                              evaluate=evaluate, eval_every=args.eval_every,
+                             loggers=common.trackers(run_dir, args, settings),
                              desc=f"char_lm {cell}")
         params = state.params
     except FloatingPointError as error:   # reported as diverged, with what was logged

@@ -29,6 +29,9 @@ import optax
 
 from rnnjax.cells import CELL_TYPES, make
 from rnnjax.train import (
+    MLflowLogger,
+    TensorBoardLogger,
+    WandbLogger,
     fit,
     make_train_step,
     provenance,
@@ -125,6 +128,10 @@ def parse_args(name: str, description: str, defaults: dict, quick: dict, argv=No
                         help="do not keep compiled programs between runs (JAX's persistent "
                              "compilation cache, by default in ~/.cache/rnnjax/jax; "
                              "RNNJAX_COMPILE_CACHE sets another folder)")
+    parser.add_argument("--track", type=names_among(TRACKERS, allow_none=True), default=[],
+                        help="experiment trackers to log to besides metrics.jsonl, comma-"
+                             f"separated among {','.join(TRACKERS)}, each in a folder of the "
+                             "run (default none; extra tracking)")
     for key, (kind, text) in SHARED_FLAGS.items():
         if key in defaults:
             parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=text)
@@ -256,8 +263,9 @@ def train(run_dir: Path, init, loss_fn, batch_fn, args, *, hyper: dict, settings
     The models are stacked by `sweep_states` and trained by one compiled step
     (`sweep_step` of `make_train_step`, clipped to global norm `clip` when given) in
     `fit`: checkpoints every `args.checkpoint_every` steps, metrics in
-    `run_dir/metrics.jsonl`, and a rerun resumes from the latest checkpoint. `init(key)`
-    gives one model's params; `loss_fn(params, batch, key) -> (loss, metrics)`;
+    `run_dir/metrics.jsonl` (and to the trackers of `args.track`: `trackers`), and a
+    rerun resumes from the latest checkpoint. `init(key)` gives one model's params;
+    `loss_fn(params, batch, key) -> (loss, metrics)`;
     `batch_fn(step)` is the data, a pure jax function of the step (jitted here), shared
     by the models; `hyper` the optimizer's numeric arguments (`optimizer` is wrapped in
     `optax.inject_hyperparams`). `evaluate(params) -> {name: [models]}`, when given,
@@ -284,13 +292,41 @@ def train(run_dir: Path, init, loss_fn, batch_fn, args, *, hyper: dict, settings
     try:
         state, history = fit(step, state, jax.jit(batch_fn), args.steps, run_dir,
                              checkpoint_every=args.checkpoint_every, log_every=log_every,
-                             evaluate=evaluate, eval_every=eval_every, desc=desc)
+                             evaluate=evaluate, eval_every=eval_every,
+                             loggers=trackers(run_dir, args, settings), desc=desc)
     except FloatingPointError as error:
         # fit stops at the first non-finite loss (of any model): the run is reported as
         # diverged, with the records it logged up to there
         print(f"{desc.strip()}: {error}", file=sys.stderr)
         return Trained(initial, None, read_metrics(run_dir), grid)
     return Trained(initial, state.params, history, grid)
+
+
+#: the experiment trackers of --track (each a logger of rnnjax.train)
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+
+
+def trackers(run_dir: Path, args, settings: dict) -> list:
+    """The loggers `args.track` names, each writing in its own folder of run_dir
+    (`tensorboard/`, `wandb/`, `mlflow/`), the run's settings as its config or params;
+    none on processes other than 0 (`fit` logs on process 0 only)."""
+    names = dict.fromkeys(getattr(args, "track", None) or ())
+    if not names or jax.process_index() != 0:
+        return []
+    run_dir, config = Path(run_dir), {"steps": args.steps, **settings}
+    make = {"tensorboard": lambda: TensorBoardLogger(run_dir / "tensorboard"),
+            "wandb": lambda: WandbLogger(run_dir / "wandb", name=str(run_dir), config=config),
+            "mlflow": lambda: MLflowLogger(run_dir / "mlflow", run_name=str(run_dir),
+                                           params=config)}
+    loggers = []
+    try:
+        for name in names:
+            loggers.append(make[name]())
+    except BaseException:   # (a package missing): close those already open
+        for logger in loggers:
+            logger.close()
+        raise
+    return loggers
 
 
 def on_trained(fn, run: Trained) -> np.ndarray:
@@ -405,7 +441,7 @@ def save_part(out: Path, key: str, config: dict, result) -> None:
 
 
 #: flags that change how a study runs, not what it computes
-EXECUTION_FLAGS = ("compile_cache",)
+EXECUTION_FLAGS = ("compile_cache", "track")
 
 
 def config_of(args) -> dict:

@@ -39,12 +39,13 @@ def test_wheel_holds_every_rnnjax_package_and_nothing_else(tmp_path):
     assert modules <= set(names)
 
 
-def test_import_loads_neither_flax_linen_nor_matplotlib():
+def test_import_loads_neither_flax_linen_nor_matplotlib_nor_a_tracker():
     code = """
 import sys
 import rnnjax as rj
 import rnnjax.train
-heavy = [m for m in ("flax.linen", "flax.nnx", "matplotlib") if m in sys.modules]
+heavy = [m for m in ("flax.linen", "flax.nnx", "matplotlib", "tensorboardX", "wandb", "mlflow")
+         if m in sys.modules]
 assert not heavy, heavy
 assert "vision" in dir(rj) and "models" in dir(rj)
 encoder = rj.vision.ImageEncoder   # loads on first use

@@ -8,12 +8,15 @@ with vmap.
     fitting.py      fit: the loop over steps (evaluation every n steps, loggers, NaN stop)
     checkpoints.py  saving, resuming and restoring a state, damaged checkpoints set aside
     metrics.py      records, the Logger protocol, metrics.jsonl, read_metrics, plot_metrics
+    loggers.py      Loggers to experiment trackers: TensorBoardLogger, WandbLogger,
+                    MLflowLogger (each package imported on construction; extra `tracking`)
     sweep.py        many models (seeds x hyperparameters) in one step, over devices
     provenance.py   versions, devices, git commit and command of a run
 """
 
 from rnnjax.train.checkpoints import restore
 from rnnjax.train.fitting import fit
+from rnnjax.train.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
 from rnnjax.train.losses import (
     accuracy,
     bits_per_char,
@@ -30,8 +33,11 @@ from rnnjax.train.tbptt import SubParams, tbptt_loss, tbptt_value_and_grad
 
 __all__ = [
     "Logger",
+    "MLflowLogger",
     "SubParams",
+    "TensorBoardLogger",
     "TrainState",
+    "WandbLogger",
     "accuracy",
     "bits_per_char",
     "environment",
