@@ -2,7 +2,9 @@
 results folder, the report's helpers and the plots.
 
 Every study takes `--cells`, `--seeds`, `--steps`, `--out DIR` (default
-results/<name>) and `--quick`, plus a flag for every other entry of its DEFAULTS;
+results/<name>), `--quick`, `--track` (experiment trackers besides metrics.jsonl) and
+`--no-compile-cache` (see `use_compile_cache`), plus a flag for every other entry of
+its DEFAULTS;
 writes `DIR/results.json` (numbers, config, versions), PNG plots and `DIR/report.md`.
 A study trains with `train` (checkpoints in a run folder under DIR, resumed when the
 same command runs again) and keeps other finished units of work in `DIR/parts/`, so

@@ -6,10 +6,13 @@ import tempfile
 sys.path.insert(0, os.path.dirname(__file__))  # tests/helpers.py, tests/reference.py
 
 # Many tests compile the same programs (a model's init and training step, in the test
-# process and in the study scripts' subprocesses): a compilation cache for this
-# session lets the later ones load what the first one compiled (~13% less CPU time).
-_CACHE = tempfile.mkdtemp(prefix="rnnjax-tests-jax-cache-")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+# processes and in the study scripts' subprocesses): a compilation cache for this
+# session lets the later ones load what the first one compiled. The main process
+# makes it; pytest-xdist's workers inherit it through the environment and share it.
+_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+_CACHE = None if _WORKER else tempfile.mkdtemp(prefix="rnnjax-tests-jax-cache-")
+if _CACHE is not None:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax  # noqa: E402  (after the environment it reads)
@@ -20,4 +23,5 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(_CACHE, ignore_errors=True)
+    if _CACHE is not None:
+        shutil.rmtree(_CACHE, ignore_errors=True)

@@ -149,7 +149,6 @@ def test_steps_to_a_level():
     assert activity.steps_to(curve, 0.99) == [None, None]
 
 
-@pytest.mark.slow
 def test_activity_study_at_a_tiny_size(tmp_path, capsys):
     """The LRCN and the 3D CNN (the frame average, whose numbers are checked above,
     would only add its compile time; an IRNN, whose identity init compiles in a

@@ -82,7 +82,6 @@ def test_teacher_forcing_equals_the_decoding_steps(condition):
     assert not np.allclose(model.logits(params, images[::-1], captions), forced)
 
 
-@pytest.mark.slow
 def test_captioning_study_at_a_tiny_size(tmp_path, capsys):
     """With an IRNN, whose identity init compiles in a fraction of the LSTM's."""
     out = tmp_path / "cap"

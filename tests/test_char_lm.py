@@ -201,7 +201,6 @@ def test_char_lm_study_at_a_tiny_size(tmp_path):
     assert results["tanh"]["final"] == r["final"]
 
 
-@pytest.mark.slow
 def test_char_lm_resumes_exactly(tmp_path):
     """A run resumed from its checkpoint at step 2 (the carry restored with the params)
     ends with the numbers of the run that never stopped."""

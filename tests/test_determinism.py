@@ -40,7 +40,7 @@ def without(keys, tree):
     return tree
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # training across fresh processes is bitwise in the default run
 def test_study_results_are_bitwise_reproducible_and_record_their_making(tmp_path):
     """A study run twice in fresh processes writes the same numbers; results.json holds
     the versions, devices, seeds and the command."""

@@ -82,7 +82,7 @@ def test_compare_cells_writes_results_and_resumes(tmp_path, monkeypatch):
         compare_cells.main(TINY + ["--out", str(out), "--steps", "10"])
 
 
-@pytest.mark.slow  # each task's own study test covers it in the default run
+@pytest.mark.slow  # each task's own study test runs it in the default run
 def test_compare_cells_runs_every_task(tmp_path):
     results = compare_cells.main([
         "--cells", "gru", "--seeds", "1", "--steps", "2", "--eval-every", "2", "--hidden", "4",
@@ -110,7 +110,6 @@ def test_unknown_cell_name_fails_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.slow  # 20-25 s: run with -m slow
 def test_gradient_flow_study_at_a_tiny_size(tmp_path):
     out = tmp_path / "gf"
     probes, truncation, clipping = gradient_flow.main([
@@ -136,7 +135,6 @@ def test_gradient_flow_study_at_a_tiny_size(tmp_path):
     assert "| tanh rho=1.5 | 16 |" in report and "Gradient clipping" in report
 
 
-@pytest.mark.slow  # 12-35 s: run with -m slow
 def test_double_dependency_study_full_and_truncated(tmp_path, capsys):
     results = double_dependency.main([
         "--cells", "lstm", "--seeds", "2", "--steps", "4", "--eval-every", "2", "--hidden", "4",
@@ -158,7 +156,6 @@ def test_double_dependency_study_full_and_truncated(tmp_path, capsys):
                        "--truncations must be 0")
 
 
-@pytest.mark.slow  # 20-25 s: run with -m slow
 def test_copy_memory_study_both_forms_with_chrono(tmp_path):
     results = copy_memory.main([
         "--cells", "tanh,lstm", "--seeds", "2", "--steps", "4", "--eval-every", "2",
@@ -176,7 +173,6 @@ def test_copy_memory_study_both_forms_with_chrono(tmp_path):
     assert (tmp_path / "copy_40_symbols_T20" / "lstm" / "metrics.jsonl").stat().st_size > 0
 
 
-@pytest.mark.slow  # 12-35 s: run with -m slow
 def test_adding_and_echo_studies(tmp_path):
     results = adding.main(["--cells", "irnn", "--seeds", "2", "--steps", "4", "--eval-every",
                            "2", "--hidden", "4", "--lengths", "6,8", "--out",

@@ -79,7 +79,6 @@ def test_both_scans_equal_stepping_the_cell(name, reverse, options):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", LINEAR)
 def test_parallel_and_sequential_agree_to_1e10_in_float64_with_their_gradients(name):
     cell = LINEAR[name]
@@ -269,7 +268,6 @@ def test_probe_gradient_norms_through_the_lru_output():
     np.testing.assert_allclose(norms, norms[-1] * 0.8 ** (7 - np.arange(8)), rtol=1e-4)
 
 
-@pytest.mark.slow
 def test_probe_one_pass_equals_the_naive_probe_on_the_lru():
     cell, params, xs = diagonal_lru([0.8, 0.5, 0.3], steps=8)
     w = normal(3, (3,))

@@ -8,7 +8,6 @@ import pytest
 from experiments import linear_recurrences
 
 
-@pytest.mark.slow
 def test_tiny_study_writes_its_report_and_measures_memory_analytically(tmp_path):
     out = tmp_path / "lr"
     linear_recurrences.main(["--quick", "--cells", "lru", "--seeds", "1",

@@ -185,7 +185,7 @@ def test_kill_at_random_times_and_resume(tmp_path):
     print(kill_at_random_times(tmp_path, trials=2, seed=1))  # shown with -s
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 2 minutes of random kills; the default run kills at a few random times
 def test_kill_at_random_times_and_resume_many(tmp_path):
     landed = kill_at_random_times(tmp_path, trials=20, seed=0)
     print({phase: landed.count(phase) for phase in sorted(set(landed))})  # shown with -s

@@ -54,7 +54,7 @@ def test_jacobian_norms_of_scaled_orthogonal_linear_rnn(rho, method):
 
 @pytest.mark.parametrize("cell", [
     rj.LSTM(5),
-    # about 6 s each on 2 cores: run with -m slow
+    # the LSTM covers the gated path in the default run; these two, 5 s each, with -m slow
     pytest.param(rj.GRU(5), marks=pytest.mark.slow),
     pytest.param(rj.ClockworkRNN(6, (1, 2, 3)), marks=pytest.mark.slow),
 ], ids=["lstm", "gru", "clockwork"])

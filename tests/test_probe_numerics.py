@@ -65,7 +65,6 @@ def test_overflow_reads_as_exploding_not_nan():
     assert probe.decay_fit(logs, log=True).exploding
 
 
-@pytest.mark.slow
 def test_log_norms_equal_the_one_pass_probe_for_every_kind_of_carry():
     """LSTM (h, c), GRU, a clockwork cell (an integer step in its carry) and the LRU (an
     output read through C and D)."""

@@ -165,7 +165,6 @@ def test_attention_weights_sum_to_one_and_vanish_past_the_length():
         np.testing.assert_allclose(weights[b, :, :length], alphas, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_a_tiny_reversal_task_is_learned():
     """Reverse 1-5 words over 6 symbols: with attention, a few hundred steps of teacher
     forcing reach exact greedy reversals of held-out sequences (about 30 s)."""

@@ -93,7 +93,8 @@ def test_conll_files_by_their_usual_names(tmp_path):
 
 @pytest.mark.parametrize("heads", [
     "crf",
-    # each head costs a compile of its own (about 10 s on 2 cores): both run with -m slow
+    # each head costs a compile of its own (about 10 s on 2 cores); the softmax head's
+    # model is tested in the default run, the study with both heads with -m slow
     pytest.param("softmax,crf", marks=pytest.mark.slow),
 ])
 def test_tagging_study_at_a_tiny_size(tmp_path, heads, capsys):

@@ -8,7 +8,6 @@ import pytest
 from experiments import tracking
 
 
-@pytest.mark.slow  # 12-35 s: run with -m slow
 def test_tracking_study_at_a_tiny_size(tmp_path):
     out = tmp_path / "tracking"
     tracking.main(["--cells", "gru", "--seeds", "2", "--steps", "4", "--eval-every", "2",

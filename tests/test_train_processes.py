@@ -173,7 +173,7 @@ def test_two_processes_train_resume_and_log_like_one(tmp_path, reference):
     assert all(len(r["devices"]) == PROCESSES * sp.DEVICES_PER_PROCESS for r in starts)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the damaged-checkpoint test below resumes in fresh processes too
 def test_fresh_processes_resume_from_the_checkpoint(tmp_path, reference):
     """The processes of phase 1 exit after SPLIT steps; 2 new ones restore the
     checkpoint and finish the run with the bits of one that never stopped."""
@@ -190,7 +190,6 @@ def test_fresh_processes_resume_from_the_checkpoint(tmp_path, reference):
     np.testing.assert_array_equal(np.array([r["loss"] for r in log]), reference[1])
 
 
-@pytest.mark.slow
 def test_fresh_processes_set_a_damaged_checkpoint_aside_together(tmp_path, reference):
     """The last checkpoint loses its tree metadata between the phases: both new
     processes find it damaged, process 0 sets it aside once, both resume from the one

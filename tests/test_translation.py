@@ -63,7 +63,6 @@ TINY = ["--cells", "tanh", "--attention", "additive", "--encoder", "uni", "--see
         "--test-size", "40", "--high", "1000", "--beam", "2", "--samples", "3"]
 
 
-@pytest.mark.slow  # 12-35 s: run with -m slow
 def test_translation_study_at_a_tiny_size(tmp_path, capsys):
     out = tmp_path / "run"
     results = translation.main([*TINY, "--out", str(out)])
