@@ -180,11 +180,12 @@ def use_compile_cache(directory: Path | None = None) -> Path:
     A study compiles the same programs (its train step, evaluation and probe per cell
     and shape) every time it runs; from the cache a rerun, or a --quick run after
     another, loads them instead of compiling. Every program is kept, however fast it
-    compiled: small runs spend most of their time on many small compilations. A
-    folder already set in JAX_COMPILATION_CACHE_DIR is kept.
+    compiled: small runs spend most of their time on many small compilations. A cache
+    already configured in the environment (JAX_COMPILATION_CACHE_DIR) is left as it is.
     """
-    directory = Path(os.environ.get("JAX_COMPILATION_CACHE_DIR") or directory
-                     or compile_cache_dir())
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    directory = Path(directory or compile_cache_dir())
     settings = {"jax_compilation_cache_dir": str(directory),
                 "jax_persistent_cache_min_compile_time_secs": 0.0,
                 "jax_persistent_cache_min_entry_size_bytes": 0}
