@@ -173,6 +173,8 @@ def test_probe_takes_stacked_cells_and_names_what_to_pass_for_the_rest():
 def test_sweep_seeds_count_or_list_pick_the_same_models():
     cells = {"gru": rj.GRU(4)}
     three = probe.sweep(cells, [8], seeds=3, measures=("grad",))
-    picked = probe.sweep(cells, [8], seeds=[0, 2], measures=("grad",))
+    picked = probe.sweep(cells, [8], seeds=[2, 0, 1], measures=("grad",))   # seed s: row s
     np.testing.assert_array_equal(picked.arrays[("gru", 8)]["grad_norms"],
-                                  three.arrays[("gru", 8)]["grad_norms"][[0, 2]])
+                                  three.arrays[("gru", 8)]["grad_norms"][[2, 0, 1]])
+    assert not np.array_equal(three.arrays[("gru", 8)]["grad_norms"][0],
+                              three.arrays[("gru", 8)]["grad_norms"][1])

@@ -4,7 +4,6 @@ overflow reads as exploding, and log-norms measure decay over 10^4 steps."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import rnnjax as rj
 from rnnjax import probe
