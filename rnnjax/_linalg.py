@@ -87,3 +87,28 @@ def _spectral_norm_jvp(primals, tangents):
     u, s, vt = _svd(a)
     u1, v1 = u[..., :, 0], vt[..., 0, :]
     return s[..., 0], jnp.einsum("...i,...ij,...j->...", u1, da, v1)
+
+
+def spectral_radius(a, squarings: int = 40):
+    """The largest |eigenvalue| of real square [..., n, n], by Gelfand's formula.
+
+    rho(A) = lim ||A^k||^(1/k): A is squared `squarings` times (k = 2^squarings),
+    renormalised after each squaring with its log-norm kept, so that the estimate
+    log rho = log ||A^k|| / k converges at rate log(C) / k, exact to rounding for
+    k = 2^40. Matmuls only: no LAPACK kernel (see docs/troubleshooting.md), and the
+    same on every backend. A nilpotent matrix gives 0.
+    """
+    a = jnp.asarray(a)
+    tiny = jnp.finfo(a.dtype).tiny
+
+    def square(state, _):
+        b, log_scale = state             # A^(2^m) = exp(log_scale) * b, ||b|| = 1
+        b = b @ b
+        norm = jnp.sqrt(jnp.sum(b * b, axis=(-2, -1), keepdims=True))
+        b = b / jnp.maximum(norm, tiny)
+        return (b, 2.0 * log_scale + jnp.log(norm[..., 0, 0])), None
+
+    norm = jnp.sqrt(jnp.sum(a * a, axis=(-2, -1), keepdims=True))
+    start = (a / jnp.maximum(norm, tiny), jnp.log(norm[..., 0, 0]))
+    (_, log_scale), _ = jax.lax.scan(square, start, None, length=squarings)
+    return jnp.exp(log_scale / 2.0 ** squarings)

@@ -2,6 +2,7 @@
 
 from rnnjax.cells.base import Cell, StepRule, Strategy
 from rnnjax.cells.clockwork import ClockworkCarry, ClockworkRNN
+from rnnjax.cells.echo_state import EchoState
 from rnnjax.cells.gru import GRU
 from rnnjax.cells.linear import LRU, LinearRecurrence, MinGRU, MinLSTM
 from rnnjax.cells.lstm import LSTM, LSTMCarry, PeepholeLSTM
@@ -38,6 +39,7 @@ __all__ = [
     "Cell",
     "ClockworkCarry",
     "ClockworkRNN",
+    "EchoState",
     "LSTMCarry",
     "LinearRecurrence",
     "MinGRU",

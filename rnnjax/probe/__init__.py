@@ -9,6 +9,7 @@
 - `decay_rate`, `decay_fit`: fitted exponent per step, its error, half-life, explosion.
 - `truncated_param_grad_norms`: ||dL/dparams|| when BPTT is cut k steps back.
 - `param_sensitivity`: ||dh_T/dtheta|| per parameter (Zucchet & Orvieto 2024).
+- `memory_capacity`: how much of its past input a state holds (Jaeger 2002).
 - `sweep`: all of these across cell types, lengths and seeds, as a table and arrays.
 
 >>> import jax, jax.numpy as jnp, rnnjax as rj
@@ -32,6 +33,7 @@ from rnnjax.probe.grad_norms import (
     truncated_param_grad_norms,
 )
 from rnnjax.probe.jacobians import hidden_mask, jacobian_norms, lyapunov_spectrum, step_jacobians
+from rnnjax.probe.memory import memory_capacity
 from rnnjax.probe.sweep import sweep
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "hidden_mask",
     "jacobian_norms",
     "lyapunov_spectrum",
+    "memory_capacity",
     "naive_hidden_grad_norms",
     "param_sensitivity",
     "step_jacobians",

@@ -1,6 +1,7 @@
 """Training: a jit-compiled optax step, masked losses, truncated BPTT, a loop that
 checkpoints, resumes, evaluates and logs, and sweeps over seeds and hyperparameters
-with vmap.
+with vmap; `ridge_readout` (from `rnnjax/readout.py`), the closed-form readout of an
+echo state network.
 
     step.py         TrainState and the optax step
     losses.py       masked losses and metrics
@@ -14,6 +15,7 @@ with vmap.
     provenance.py   versions, devices, git commit and command of a run
 """
 
+from rnnjax.readout import ridge_readout
 from rnnjax.train.checkpoints import restore
 from rnnjax.train.fitting import fit
 from rnnjax.train.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
@@ -50,6 +52,7 @@ __all__ = [
     "plot_metrics",
     "read_metrics",
     "restore",
+    "ridge_readout",
     "shard_models",
     "softmax_cross_entropy",
     "step_mask",
