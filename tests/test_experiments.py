@@ -181,12 +181,21 @@ def test_adding_and_echo_studies(tmp_path):
         check_result(results[key], 2, 4, length, 2)
     assert "| adding T=8 | IRNN |" in (tmp_path / "a" / "report.md").read_text()
     results = echo.main(["--cells", "gru", "--seeds", "2", "--steps", "4", "--eval-every", "2",
-                         "--hidden", "4", "--delays", "1,3", "--scored", "5", "--out",
+                         "--hidden", "4", "--delays", "1,3", "--scored", "5", "--esn-sizes", "6",
+                         "--esn-radii", "0.5,0.9", "--esn-train", "20", "--out",
                          str(tmp_path / "e")])
     for k in (1, 3):
         check_result(results[f"echo k={k}/gru"], 2, 4, k + 5, 2)
     assert (tmp_path / "e" / "accuracy.png").stat().st_size > 0
-    assert "| GRU |" in (tmp_path / "e" / "report.md").read_text()
+    assert (tmp_path / "e" / "memory_capacity.png").stat().st_size > 0
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert "| GRU |" in report and "| esn N=6 rho=0.9 |" in report
+    esn = json.loads((tmp_path / "e" / "results.json").read_text())["echo_state"]
+    reservoir = esn["esn N=6 rho=0.5"]
+    assert np.asarray(reservoir["accuracy"]).shape == (2, 2)      # seeds x delays
+    assert 0 < min(reservoir["memory_capacity"]) <= max(reservoir["memory_capacity"]) <= 6.5
+    # the delay-1 echo is a function of the current state: a readout finds it
+    assert min(np.asarray(reservoir["accuracy"])[:, 0]) > 0.9
 
 
 @pytest.mark.parametrize("study", [compare_cells, gradient_flow, copy_memory, adding, echo,
