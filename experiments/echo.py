@@ -58,6 +58,8 @@ def add_arguments(parser):
                         help="training sequences the ridge readout is fitted on")
     parser.add_argument("--esn-l2", dest="esn_l2", type=common.positive_float,
                         help="ridge penalty of the readout")
+    parser.add_argument("--esn-only", dest="esn_only", action="store_true",
+                        help="only the echo state networks: train no cell")
 
 
 def reservoir(size: int, radius: float, seed: int, args) -> dict:
@@ -201,13 +203,17 @@ def main(argv=None):
     problems = [ms.echo(k, args.scored) for k in args.delays]
     units = [(f"{problem.label}/{cell}", problem, cell, {}) for problem in problems
              for cell in args.cells]
-    results = ms.run_all(units, args)
+    results = {} if args.esn_only else ms.run_all(units, args)
     esn = reservoirs(args)
-    ms.plot_problems(results, problems, args.cells, args.out)
-    plot_accuracy(results, args)
+    text = "\n".join(reservoir_report(esn, args))
+    if results:
+        ms.plot_problems(results, problems, args.cells, args.out)
+        plot_accuracy(results, args)
+        text = report(results, args) + "\n" + text
+    else:
+        text = f"# Echo: echo state networks\n\nCommand: `{common.command_line()}`\n\n" + text
     plot_capacity(esn, args)
-    common.write_results(args, {"results": results, "echo_state": esn},
-                         report(results, args) + "\n" + "\n".join(reservoir_report(esn, args)))
+    common.write_results(args, {"results": results, "echo_state": esn}, text)
     return results
 
 
