@@ -198,6 +198,16 @@ def test_adding_and_echo_studies(tmp_path):
     assert min(np.asarray(reservoir["accuracy"])[:, 0]) > 0.9
 
 
+def test_echo_state_networks_alone_train_no_cell(tmp_path):
+    out = tmp_path / "esn"
+    assert echo.main(["--esn-only", "--seeds", "1", "--delays", "1", "--scored", "5",
+                      "--esn-sizes", "4", "--esn-radii", "0.9", "--esn-train", "10",
+                      "--out", str(out)]) == {}
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Echo: echo state networks") and "| esn N=4 rho=0.9 |" in report
+    assert not (out / "echo_k1").exists()     # no run folder: nothing trained
+
+
 @pytest.mark.parametrize("study", [compare_cells, gradient_flow, copy_memory, adding, echo,
                                    double_dependency])
 def test_every_default_has_a_flag(study):
