@@ -36,7 +36,7 @@ DEFAULTS = dict(cells=["tanh", "irnn", "lstm", "peephole", "gru", "clockwork"], 
                 steps=3000, delays=[1, 2, 4, 8, 16, 32, 64, 128], scored=50, hidden=64,
                 batch=64, lr=2e-3, clip=1.0, eval_every=250, checkpoint_every=1000, workers=1,
                 esn_sizes=[50, 200, 800], esn_radii=[0.5, 0.9, 0.99], esn_train=1000,
-                esn_l2=1e-6)
+                esn_l2=1e-6, esn_input_scale=1.0)
 QUICK = dict(seeds=2, steps=300, cells=["tanh", "lstm", "gru"], delays=[1, 4, 16], scored=20,
              hidden=16, batch=32, lr=5e-3, eval_every=50, checkpoint_every=300, workers=2,
              esn_sizes=[50], esn_radii=[0.5, 0.9], esn_train=200)
@@ -58,6 +58,9 @@ def add_arguments(parser):
                         help="training sequences the ridge readout is fitted on")
     parser.add_argument("--esn-l2", dest="esn_l2", type=common.positive_float,
                         help="ridge penalty of the readout")
+    parser.add_argument("--esn-input-scale", dest="esn_input_scale",
+                        type=common.positive_float,
+                        help="scale of the reservoirs' input weights, U(-scale, scale)")
     parser.add_argument("--esn-only", dest="esn_only", action="store_true",
                         help="only the echo state networks: train no cell")
 
@@ -67,7 +70,7 @@ def reservoir(size: int, radius: float, seed: int, args) -> dict:
     scored steps, fitted on `args.esn_train` sequences, tested on the trained cells'
     test set), the seconds to fit, memory capacity, largest Lyapunov exponent and
     gradient half-life."""
-    cell = rj.EchoState(size, spectral_radius=radius)
+    cell = rj.EchoState(size, spectral_radius=radius, input_scale=args.esn_input_scale)
     params = cell.init(jax.random.key(seed), 1)
     states = jax.jit(lambda xs: rj.unroll(cell, params, xs)[1])
     accuracy, seconds = [], []
@@ -98,7 +101,8 @@ def reservoirs(args) -> dict:
         for radius in args.esn_radii:
             key = f"esn N={size} rho={radius}"
             config = {"delays": args.delays, "scored": args.scored, "seeds": args.seeds,
-                      "train": args.esn_train, "l2": args.esn_l2}
+                      "train": args.esn_train, "l2": args.esn_l2,
+                      "input_scale": args.esn_input_scale}
             result = common.load_part(args.out, common.folder(key), config)
             if result is None:
                 runs = [reservoir(size, radius, seed, args) for seed in range(args.seeds)]
@@ -120,7 +124,8 @@ def reservoir_report(esn: dict, args) -> list[str]:
                      f"{np.median(r['lyapunov_max']):.3f}",
                      f"{np.median(r['half_life']):.3g}"])
     return ["## Echo state networks: a fixed reservoir and a ridge readout", "",
-            f"tanh reservoirs, input weights U(-1, 1), dense recurrent weights scaled to the "
+            f"tanh reservoirs, input weights U(-{args.esn_input_scale}, "
+            f"{args.esn_input_scale}), dense recurrent weights scaled to the "
             f"spectral radius rho; a ridge readout (penalty {args.esn_l2}) of the scored steps "
             f"fitted on {args.esn_train} sequences, tested on the trained cells' test set; "
             f"median over {args.seeds} seeds. Fit: seconds to fit the readouts of every "
