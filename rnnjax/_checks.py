@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import numbers
 from collections.abc import Callable, Mapping
 
 import jax
@@ -134,8 +133,18 @@ def values_in_range(values, low, high, message: str):
         checkify.check((lo >= low) & (hi <= high), message + "[{lo}, {hi}]", lo=lo, hi=hi)
 
 
+def is_int(value) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def spec(x) -> str:
+    """`float32[8, 24]`: the dtype and shape of an array (or of anything with both)."""
+    return f"{np.dtype(x.dtype)}{list(x.shape)}"
+
+
 def positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise InputTypeError(f"{name} must be a positive integer, got {value!r} "
                              f"({type(value).__name__})")
     if value <= 0:
@@ -145,14 +154,13 @@ def positive_int(name: str, value) -> int:
 
 def batch_shape(value) -> tuple:
     """A batch shape as a tuple of ints: an int B means (B,)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_int(value):
         value = (value,)
     try:
         shape = tuple(value)
     except TypeError:
         shape = None
-    if shape is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
-                                for d in shape):
+    if shape is None or not all(is_int(d) for d in shape):
         raise InputTypeError(f"batch_shape must be a tuple of ints, e.g. (B,), or an int B, "
                              f"got {value!r} ({type(value).__name__})")
     if any(d < 0 for d in shape):
@@ -163,9 +171,6 @@ def batch_shape(value) -> tuple:
 def seeds(value, name: str = "seeds") -> list[int]:
     """Seeds as a list: an int n means n seeds, 0, 1, ..., n-1 (the meaning of
     `--seeds n` in every study); a list of ints is those seeds."""
-    def is_int(s):
-        return isinstance(s, numbers.Integral) and not isinstance(s, bool)
-
     if is_int(value):
         if value < 1:
             raise ValueError(f"{name} must be a count >= 1 or a non-empty list of ints, "

@@ -58,8 +58,7 @@ class ClockworkRNN(Cell):
         super().__post_init__()
         resolve_activation(self.activation)
         periods = tuple(self.periods)
-        if (not periods or any(isinstance(p, bool) or not isinstance(p, (int, np.integer))
-                               or p <= 0 for p in periods)):
+        if not periods or any(not _checks.is_int(p) or p <= 0 for p in periods):
             raise ValueError(f"periods must be a non-empty tuple of positive integers, "
                              f"got {self.periods!r}")
         if list(periods) != sorted(periods):

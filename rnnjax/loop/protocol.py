@@ -16,7 +16,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rnnjax import _checks
 from rnnjax.cells.base import Cell, StepRule, Strategy
@@ -155,9 +154,8 @@ def _float_leaves(tree, what: str) -> None:
 
 def _shapes(tree):
     """The tree with each array leaf shown as dtype[shape]."""
-    return jax.tree_util.tree_map(
-        lambda a: f"{np.dtype(a.dtype).name}{list(a.shape)}" if hasattr(a, "shape") else a,
-        tree)
+    return jax.tree_util.tree_map(lambda a: _checks.spec(a) if hasattr(a, "shape") else a,
+                                  tree)
 
 
 def _gates_hint(cell, xp) -> str:

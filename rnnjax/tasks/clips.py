@@ -96,7 +96,7 @@ def clip_batch(key, batch: int, frames: int = 12, size: int = 24, side: int = 5,
         raise ValueError(f"speeds must be a non-empty sequence of positive integers, "
                          f"got {speeds!r}")
     speeds = tuple(_checks.positive_int("speeds", s) for s in speeds)
-    if isinstance(wander, bool) or not isinstance(wander, (int, np.integer)) or wander < 0:
+    if not _checks.is_int(wander) or wander < 0:
         raise ValueError(f"wander must be an integer >= 0, got {wander!r}")
     if _checks.is_concrete(noise) and not noise >= 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnjax import _checks
 from rnnjax.tasks._optional import require
 from rnnjax.tasks.labelled import LabelledSequences
 
@@ -36,7 +37,7 @@ def pixel_permutation(seed: int) -> np.ndarray:
     >>> sorted(pixel_permutation(3).tolist()) == list(range(64))
     True
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not _checks.is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return np.random.default_rng(seed).permutation(PIXELS)
 

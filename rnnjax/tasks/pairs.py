@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rnnjax import _checks
 from rnnjax.tasks._optional import require
 from rnnjax.tasks.vocab import EOS, PAD, SOS, SPECIALS, UNK, WordVocab  # noqa: F401
 
@@ -169,7 +170,7 @@ def _equal_shares(total: int, capacities: list[int]) -> list[int]:
 
 
 def _check_count(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not _checks.is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 

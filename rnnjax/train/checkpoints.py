@@ -148,7 +148,7 @@ def restore(out_dir, state, step: int | None = None):
     directory = os.path.join(out_dir, CHECKPOINTS)
     if not os.path.isdir(directory):
         raise ValueError(f"out_dir {out_dir} holds no checkpoints (no folder {directory})")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer))):
+    if step is not None and not _checks.is_int(step):
         raise _checks.InputTypeError(f"step must be an int or None, got {step!r}")
     with Checkpoints(out_dir, None, write=False) as checkpoints:
         if step is not None:
@@ -248,9 +248,9 @@ def _restore(manager: ocp.CheckpointManager, step: int, like):
         if key not in saved or key not in wanted:
             has, lacks = ("checkpoint", "state") if key in saved else ("state", "checkpoint")
             raise ValueError(f"{mismatch}: the {has} has {name}, the {lacks} does not")
-        if _spec(saved[key]) != _spec(wanted[key]):
-            raise ValueError(f"{mismatch}: {name} is {_spec(saved[key])} in the checkpoint, "
-                             f"{_spec(wanted[key])} in the state")
+        if _checks.spec(saved[key]) != _checks.spec(wanted[key]):
+            raise ValueError(f"{mismatch}: {name} is {_checks.spec(saved[key])} in the checkpoint, "
+                             f"{_checks.spec(wanted[key])} in the state")
     try:
         stored = manager.restore(step, args=ocp.args.StandardRestore(templates))
     except ValueError as e:  # TensorStore's DATA_LOSS, OUT_OF_RANGE, NOT_FOUND, ...
@@ -261,9 +261,9 @@ def _restore(manager: ocp.CheckpointManager, step: int, like):
     for key, got in ocp.tree.to_flat_dict(to_host(stored)).items():
         name = ".".join(key)
         # Orbax checks shapes against jax.Array templates only; numpy ones take any.
-        if _spec(got) != _spec(wanted[key]):
-            raise _Damaged(f"its data for {name} are {_spec(got)}, its metadata say "
-                           f"{_spec(wanted[key])}")
+        if _checks.spec(got) != _checks.spec(wanted[key]):
+            raise _Damaged(f"its data for {name} are {_checks.spec(got)}, its metadata say "
+                           f"{_checks.spec(wanted[key])}")
         if name in crc32s and crc32s[name] != _crc32(got):
             raise _Damaged(f"{name} fails the CRC32 recorded when it was saved")
     return jax.tree_util.tree_map(back, stored, like)
@@ -272,11 +272,6 @@ def _restore(manager: ocp.CheckpointManager, step: int, like):
 def _unreadable(e: Exception) -> str:
     """Why orbax cannot read a checkpoint, without the JSON spec TensorStore appends."""
     return f"orbax cannot read it ({type(e).__name__}: {str(e).split(' [tensorstore_spec=')[0]})"
-
-
-def _spec(x) -> str:
-    """`float32[8, 24]`: the dtype and shape of an array or of orbax's metadata of one."""
-    return f"{np.dtype(x.dtype)}{list(x.shape)}"
 
 
 def _crc32(array: np.ndarray) -> int:

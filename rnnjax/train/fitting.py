@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from rnnjax import _checks
 from rnnjax.train._host import step_of, to_host
 from rnnjax.train.checkpoints import Checkpoints, make_writable_dir
 from rnnjax.train.metrics import Logger, MetricsFile, make_record
@@ -162,11 +163,11 @@ def _check_arguments(num_steps, keep, checkpoint_every, log_every, evaluate, eva
     for name, value, least in (("num_steps", num_steps, 0), ("keep", keep, 1),
                                ("checkpoint_every", checkpoint_every, 1),
                                ("log_every", log_every, 1)):
-        if not _is_int(value) or value < least:
+        if not _checks.is_int(value) or value < least:
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     if evaluate is not None and not callable(evaluate):
         raise TypeError(f"evaluate must be callable or None, got {type(evaluate).__name__}")
-    if evaluate is not None and (not _is_int(eval_every) or eval_every < 1):
+    if evaluate is not None and (not _checks.is_int(eval_every) or eval_every < 1):
         raise ValueError(f"eval_every must be an int >= 1 when evaluate is given, "
                          f"got {eval_every!r}")
     if evaluate is None and eval_every is not None:
@@ -180,10 +181,6 @@ def _check_arguments(num_steps, keep, checkpoint_every, log_every, evaluate, eva
             raise TypeError(f"loggers[{i}] must have log(record) and close() methods, "
                             f"got {type(logger).__name__}")
     return loggers
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _joined(metrics: dict, evaluation: dict) -> dict:
