@@ -317,14 +317,14 @@ def trackers(run_dir: Path, args, settings: dict) -> list:
     if not names or jax.process_index() != 0:
         return []
     run_dir, config = Path(run_dir), {"steps": args.steps, **settings}
-    make = {"tensorboard": lambda: TensorBoardLogger(run_dir / "tensorboard"),
-            "wandb": lambda: WandbLogger(run_dir / "wandb", name=str(run_dir), config=config),
-            "mlflow": lambda: MLflowLogger(run_dir / "mlflow", run_name=str(run_dir),
-                                           params=config)}
+    build = {"tensorboard": lambda: TensorBoardLogger(run_dir / "tensorboard"),
+             "wandb": lambda: WandbLogger(run_dir / "wandb", name=str(run_dir), config=config),
+             "mlflow": lambda: MLflowLogger(run_dir / "mlflow", run_name=str(run_dir),
+                                            params=config)}
     loggers = []
     try:
         for name in names:
-            loggers.append(make[name]())
+            loggers.append(build[name]())
     except BaseException:   # (a package missing): close those already open
         for logger in loggers:
             logger.close()

@@ -116,9 +116,11 @@ def reservoirs(args) -> dict:
 def reservoir_report(esn: dict, args) -> list[str]:
     rows = []
     for key, r in esn.items():
-        acc = np.median(np.asarray(r["accuracy"]), axis=0)
-        learned = [k for k, a in zip(args.delays, acc) if a >= ms.ECHO_LEARNED_ACCURACY]
-        rows.append([key] + [f"{a:.3f}" for a in acc] + [str(max(learned) if learned else "-"),
+        accuracy = np.asarray(r["accuracy"])                         # [seeds, delays]
+        learned = {k: list(accuracy[:, i] >= ms.ECHO_LEARNED_ACCURACY)
+                   for i, k in enumerate(args.delays)}
+        rows.append([key] + [f"{a:.3f}" for a in np.median(accuracy, axis=0)]
+                    + [str(largest_learned(learned) or "-"),
                      f"{np.median(np.sum(r['fit_seconds'], axis=1)):.2f}",
                      f"{np.median(r['memory_capacity']):.1f}",
                      f"{np.median(r['lyapunov_max']):.3f}",
@@ -151,18 +153,19 @@ def plot_capacity(esn: dict, args) -> None:
     common.save_figure(fig, args.out / "memory_capacity.png")
 
 
-def largest_learned(results: dict, cell: str, delays: list[int]):
-    """The largest delay at which most seeds learned, or None."""
-    learned = [k for k in delays if 2 * sum(results[f"echo k={k}/{cell}"]["learned"])
-               > len(results[f"echo k={k}/{cell}"]["learned"])]
-    return max(learned) if learned else None
+def largest_learned(learned: dict):
+    """The largest delay at which most seeds learned (`learned`: delay -> one bool per
+    seed), or None."""
+    most = [k for k, seeds in learned.items() if 2 * sum(seeds) > len(seeds)]
+    return max(most) if most else None
 
 
 def report(results: dict, args) -> str:
     rows = [[common.cell_label(cell)]
             + [f"{np.median(results[f'echo k={k}/{cell}']['final']['accuracy']):.3f} "
                f"({ms.learned_count(results[f'echo k={k}/{cell}'])})" for k in args.delays]
-            + [str(largest_learned(results, cell, args.delays) or "-")]
+            + [str(largest_learned({k: results[f"echo k={k}/{cell}"]["learned"]
+                                    for k in args.delays}) or "-")]
             for cell in args.cells]
     rates = [[common.cell_label(cell)]
              + [ms.rate(results[f"echo k={k}/{cell}"]["grad_rate_trained"])
