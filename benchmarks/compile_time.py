@@ -20,6 +20,7 @@ warm (the same folder again). JSON lines to benchmarks/results/compile_time.json
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -107,8 +108,6 @@ def study(name: str, cache: Path | None, extra: list[str]) -> dict:
 def _digest(results: dict) -> str:
     """A short hash of a study's numbers (not its config, versions or timings), to see
     that a cached run gives the same results."""
-    import hashlib
-
     def strip(obj):
         if isinstance(obj, dict):
             return {k: strip(v) for k, v in sorted(obj.items())
