@@ -467,7 +467,7 @@ def _particle_filter(model, zs, key, particles):
 
 
 # -- simulation ---------------------------------------------------------------------------
-def simulate(model, key, steps: int, batch: int):
+def simulate_gaussian(model, key, steps: int, batch: int):
     """`batch` independent sequences of the model: states xs [batch, steps, n] (x_1 ..
     x_T) and observations zs [batch, steps, m]; x_0 is drawn from the prior and not
     returned. Works for LinearGaussian and NonlinearGaussian alike."""
