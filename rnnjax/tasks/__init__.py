@@ -10,6 +10,7 @@ from rnnjax.tasks.digits import load_digits_sequences, pixel_permutation
 from rnnjax.tasks.double_dependency import double_dependency_batch, reference_cross_entropies
 from rnnjax.tasks.echo import echo_batch
 from rnnjax.tasks.entities import EntityCorpus, generated_entities, read_conll
+from rnnjax.tasks.hidden_state import cycle_model, pet_model
 from rnnjax.tasks.labelled import LabelledSequences
 from rnnjax.tasks.recordings import load_recordings
 from rnnjax.tasks.scenes import Scenes, scene_batch
@@ -31,11 +32,13 @@ __all__ = [
     "clip_batch",
     "copy_memory_baseline",
     "copy_memory_batch",
+    "cycle_model",
     "double_dependency_batch",
     "echo_batch",
     "generated_entities",
     "load_digits_sequences",
     "load_recordings",
+    "pet_model",
     "pixel_permutation",
     "read_conll",
     "reference_cross_entropies",
