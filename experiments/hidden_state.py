@@ -15,8 +15,8 @@ needs memory over many steps.
     python -m experiments.hidden_state --quick          # about two minutes on a CPU
     python -m experiments.hidden_state --cells lstm,gru --noises 0,0.5 --systems pet
 
-Writes results/hidden_state/{results.json, report.md, noise.png, posterior.png,
-training.png}; every run (system x noise x cell) checkpoints to its own folder.
+Writes results/hidden_state/{results.json, report.md, noise.png, cycle.png,
+posterior.png, training.png}; every run (system x noise x cell) checkpoints to its own folder.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ NAME = "hidden_state"
 DEFAULTS = dict(cells=["tanh", "lstm", "gru"], seeds=3, steps=3000, systems=["pet", "cycle"],
                 noises=[0.0, 0.25, 0.5, 0.75, 1.0], length=50, hidden=32, batch=64, lr=3e-3,
                 clip=1.0, eval_every=250, checkpoint_every=1000, test_size=2000,
-                cycle_states=12)
+                cycle_states=[6, 12, 24])
 QUICK = dict(seeds=2, steps=400, cells=["lstm", "gru"], noises=[0.0, 0.5], batch=32,
-             eval_every=100, checkpoint_every=400, test_size=500, cycle_states=6)
+             eval_every=100, checkpoint_every=400, test_size=500, cycle_states=[6])
 #: the target of the study: the best cell's cross-entropy within this factor of the filter's
 TARGET_RATIO = 1.05
 #: the learning rate decays from --lr to this fraction of it over --steps (cosine)
@@ -64,17 +64,18 @@ class Problem:
 
 
 def problems(args) -> list[Problem]:
-    """The pet at every noise of --noises, and the cycle (noise 0), as --systems asks."""
+    """The pet at every noise of --noises, and the cycle of every size of --cycle-states
+    (noise 0), as --systems asks."""
     out = []
     if "pet" in args.systems:
         out += [Problem(f"pet, noise {noise:g}", "pet", noise, hidden_state.pet_model(noise),
                         hidden_state.PET_STATES, hidden_state.PET_ACTIONS)
                 for noise in args.noises]
     if "cycle" in args.systems:
-        model = hidden_state.cycle_model(args.cycle_states, **CYCLE)
-        out.append(Problem(f"cycle of {args.cycle_states}", "cycle", 0.0, model,
-                           tuple(f"phase {i}" for i in range(args.cycle_states)),
-                           ("nothing", "landmark")))
+        out += [Problem(f"cycle of {size}", "cycle", 0.0,
+                        hidden_state.cycle_model(size, **CYCLE),
+                        tuple(f"phase {i}" for i in range(size)), ("nothing", "landmark"))
+                for size in args.cycle_states]
     return out
 
 
@@ -217,7 +218,7 @@ def report(results: dict, args) -> str:
         rows.append([key, f"{r['references']['filter']['cross_entropy']:.3f}",
                      f"{r['references']['filter']['accuracy']:.3f}",
                      f"{r['references']['marginal']['cross_entropy']:.3f}",
-                     *(spread(c["relative"]) for c in r["cells"].values()),
+                     *(spread(c["relative"], 4) for c in r["cells"].values()),
                      f"{cell_label(cell) if cell else '-'}: {ratio:.3f}",
                      "met" if ratio <= TARGET_RATIO else "not met"])
     cells = next(iter(results.values()))["cells"] if results else {}
@@ -232,7 +233,8 @@ def report(results: dict, args) -> str:
                   f"{s['accuracy']:.3f}", f"{s['kl']:.4f}"]
                  for name, s in r["references"].items()]
         table += [[c["cell_class"] + (" (diverged)" if c["nonfinite"] else ""),
-                   spread(c["cross_entropy"], 4), spread(c["relative"]), spread(c["accuracy"]),
+                   spread(c["cross_entropy"], 4), spread(c["relative"], 4),
+                   spread(c["accuracy"]),
                    spread(c["kl"])] for c in r["cells"].values()]
         lines += [f"## {key}", "", common.markdown_table(
             ["estimator", "cross-entropy", "/ filter", "accuracy", "KL"], table), ""]
@@ -240,41 +242,56 @@ def report(results: dict, args) -> str:
         lines += describe_pet()
     if any(r["system"] == "cycle" for r in results.values()):
         lines += ["### The cycle", "",
-                  f"{args.cycle_states} phases stepped in order, staying put with probability "
+                  f"{', '.join(map(str, args.cycle_states))} phases stepped in order, "
+                  f"staying put with probability "
                   f"{CYCLE['slip']}; a landmark seen with probability {CYCLE['landmark']} in "
                   f"phase 0 and {CYCLE['false_alarm']} elsewhere. The phase is known only by "
                   "counting steps since the last landmark, across missed ones.", ""]
-    lines += ["Plots: noise.png (relative cross-entropy and accuracy against the noise on the "
-              "actions), posterior.png (a held-out sequence: the true state, the filter's and "
-              "each cell's posterior, best seed), training.png (test cross-entropy over the "
+    lines += ["Plots: noise.png and cycle.png (relative cross-entropy and accuracy against "
+              "the noise on the pet's actions and the size of the cycle), posterior.png (a "
+              "held-out sequence: the true state, the filter's and each cell's "
+              "posterior, best seed), training.png (test cross-entropy over the "
               "filter's during training).", ""]
     return "\n".join(lines)
+
+
+def plot_sweep(group: dict, xs: list, xlabel: str, title: str, path) -> None:
+    """Relative cross-entropy and accuracy of every cell (median and range over seeds),
+    the filter and the marginal, against the swept setting `xs` of the problems in
+    `group`."""
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for j, cell in enumerate(next(iter(group.values()))["cells"]):
+        for ax, metric in zip(axes, ("relative", "accuracy")):
+            values = np.asarray([r["cells"][cell][metric] for r in group.values()])
+            common.band(ax, xs, values, f"C{j}", cell_label(cell))
+            ax.plot(xs, np.median(values, axis=1), "o", color=f"C{j}", ms=3)
+    axes[0].axhline(1.0, color="k", ls="--", lw=1, label="exact filter")
+    for name, style in (("filter", "k--"), ("marginal", ":")):
+        axes[1].plot(xs, [r["references"][name]["accuracy"] for r in group.values()], style,
+                     color="k" if name == "filter" else "0.4", lw=1,
+                     label="exact filter" if name == "filter" else "marginal (actions unseen)")
+    axes[0].set(xlabel=xlabel, ylabel="test cross-entropy / filter's",
+                title=f"{title}: distance to the optimum")
+    axes[1].set(xlabel=xlabel, ylabel="accuracy of the most likely state",
+                title=f"{title}: state recovered")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    common.save_figure(fig, path)
 
 
 def plot(results: dict, out) -> None:
     plt = common.pyplot()
     pet = {k: r for k, r in results.items() if r["system"] == "pet"}
+    cycles = {k: r for k, r in results.items() if r["system"] == "cycle"}
     cells = list(next(iter(results.values()))["cells"])
     if len(pet) > 1:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        noises = [r["noise"] for r in pet.values()]
-        for j, cell in enumerate(cells):
-            for ax, metric in zip(axes, ("relative", "accuracy")):
-                values = np.asarray([r["cells"][cell][metric] for r in pet.values()])
-                common.band(ax, noises, values, f"C{j}", cell_label(cell))
-        axes[0].axhline(1.0, color="k", ls="--", lw=1, label="exact filter")
-        axes[1].plot(noises, [r["references"]["filter"]["accuracy"] for r in pet.values()],
-                     "k--", lw=1, label="exact filter")
-        axes[1].plot(noises, [r["references"]["marginal"]["accuracy"] for r in pet.values()],
-                     ":", color="0.4", lw=1, label="marginal (actions unseen)")
-        axes[0].set(xlabel="noise on the actions", ylabel="test cross-entropy / filter's",
-                    title="the pet: distance to the optimum")
-        axes[1].set(xlabel="noise on the actions", ylabel="accuracy of the most likely state",
-                    title="the pet: state recovered")
-        for ax in axes:
-            ax.legend(fontsize=7)
-            ax.grid(alpha=0.3)
-        common.save_figure(fig, out / "noise.png")
+        plot_sweep(pet, [r["noise"] for r in pet.values()], "noise on the actions", "the pet",
+                   out / "noise.png")
+    if len(cycles) > 1:
+        plot_sweep(cycles, [len(r["states"]) for r in cycles.values()], "phases of the cycle",
+                   "the cycle", out / "cycle.png")
     shown = [k for k in results if k == next(iter(pet), None) or results[k]["system"] == "cycle"]
     fig, axes = plt.subplots(len(shown), 1 + len(cells), squeeze=False,
                              figsize=(3.6 * (1 + len(cells)), 3.2 * len(shown)))
@@ -288,8 +305,8 @@ def plot(results: dict, out) -> None:
             ax.plot(example["states"], ".", color="C3", ms=3, label="true state")
             title = "exact filter" if name == "filter" else cell_label(name)
             ax.set(title=f"{key}: {title}", xlabel="step")
-            ax.set_yticks(range(len(r["states"])),
-                          r["states"] if len(r["states"]) <= 6 else None, fontsize=7)
+            names = r["states"] if len(r["states"]) <= 6 else range(len(r["states"]))
+            ax.set_yticks(range(len(r["states"])), names, fontsize=7)
         axes[row, 0].legend(fontsize=7, loc="upper right")
     common.save_figure(fig, out / "posterior.png")
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
@@ -312,8 +329,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--length", type=common.positive_int, help="steps per sequence")
     parser.add_argument("--test-size", dest="test_size", type=common.positive_int,
                         help="held-out sequences")
-    parser.add_argument("--cycle-states", dest="cycle_states", type=common.positive_int,
-                        help="phases of the cycle model (at least 2)")
+    parser.add_argument("--cycle-states", dest="cycle_states",
+                        type=common.comma_list(common.positive_int),
+                        help="sizes of the cycle model (phases, each at least 2)")
 
 
 def check(args) -> None:
@@ -322,8 +340,8 @@ def check(args) -> None:
     bad = [q for q in args.noises if not 0.0 <= q <= 1.0]
     if bad:
         raise ValueError(f"--noises must lie in [0, 1], got {bad}")
-    if args.cycle_states < 2:
-        raise ValueError(f"--cycle-states must be at least 2, got {args.cycle_states}")
+    if min(args.cycle_states) < 2:
+        raise ValueError(f"--cycle-states must each be at least 2, got {args.cycle_states}")
 
 
 def main(argv=None):

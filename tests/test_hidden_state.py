@@ -59,13 +59,13 @@ def test_hidden_state_study_at_a_tiny_size(tmp_path):
     results = study.main([
         "--cells", "gru", "--seeds", "2", "--steps", "60", "--eval-every", "30",
         "--hidden", "8", "--batch", "16", "--length", "10", "--test-size", "200",
-        "--noises", "0,1", "--cycle-states", "3", "--checkpoint-every", "60", "--lr", "0.01",
+        "--noises", "0,1", "--cycle-states", "3,7", "--checkpoint-every", "60", "--lr", "0.01",
         "--out", str(out)])
-    for name in ("results.json", "report.md", "noise.png", "posterior.png", "training.png",
-                 "pet_noise_0/gru/metrics.jsonl", "cycle_of_3/gru/metrics.jsonl"):
+    for name in ("results.json", "report.md", "noise.png", "cycle.png", "posterior.png",
+                 "training.png", "pet_noise_0/gru/metrics.jsonl", "cycle_of_7/gru/metrics.jsonl"):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())["results"]
-    assert list(saved) == ["pet, noise 0", "pet, noise 1", "cycle of 3"]
+    assert list(saved) == ["pet, noise 0", "pet, noise 1", "cycle of 3", "cycle of 7"]
     for r in saved.values():
         refs = r["references"]
         # the exact filter beats the model without actions, and a trained cell lies
