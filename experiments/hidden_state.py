@@ -267,7 +267,7 @@ def plot_sweep(group: dict, xs: list, xlabel: str, title: str, path) -> None:
             common.band(ax, xs, values, f"C{j}", cell_label(cell))
             ax.plot(xs, np.median(values, axis=1), "o", color=f"C{j}", ms=3)
     axes[0].axhline(1.0, color="k", ls="--", lw=1, label="exact filter")
-    for name, style in (("filter", "k--"), ("marginal", ":")):
+    for name, style in (("filter", "--"), ("marginal", ":")):
         axes[1].plot(xs, [r["references"][name]["accuracy"] for r in group.values()], style,
                      color="k" if name == "filter" else "0.4", lw=1,
                      label="exact filter" if name == "filter" else "marginal (actions unseen)")
