@@ -277,3 +277,77 @@ class VideoEncoder(_Encoder):
         k_t, k_h, k_w = self.kernel_size
         c_in = kernel.shape[2] // k_t
         return jnp.transpose(kernel.reshape(k_h, k_w, k_t, c_in, -1), (2, 0, 1, 3, 4))
+
+
+# -- motion between frames ------------------------------------------------------------------
+def frame_differences(videos, lengths=None):
+    """videos [B, T, H, W, C] -> [B, H, W, (T - 1) C]: frame t + 1 minus frame t for
+    every t, stacked along channels (pair t in channels t C ... (t + 1) C - 1), the cheap
+    stand-in for optical flow of a two-stream network's temporal stream. With lengths
+    [B], the pairs that reach past a clip's length are zero."""
+    videos = _checks.float_array("videos", videos, rank=5, layout="[B, T, H, W, C]")
+    diffs = videos[:, 1:] - videos[:, :-1]                      # [B, T - 1, H, W, C]
+    return _stack_pairs(_masked_pairs(diffs, lengths))
+
+
+def horn_schunck(previous, following, *, smoothness: float = 1.0, iterations: int = 50):
+    """Dense optical flow from `previous` to `following` (Horn and Schunck 1981), on grey
+    images [..., H, W] that wrap around at their edges (as the generated clips do).
+
+    Brightness constancy I_y v + I_x u + I_t = 0 with a smoothness penalty weighted by
+    `smoothness`^2, solved by `iterations` Jacobi sweeps from zero flow; derivatives are
+    central differences averaged over the two images. Returns the flow [..., H, W, 2] in
+    pixels per frame: (rows, columns), down and right positive. Pure and jit-able.
+    """
+    previous = jnp.asarray(previous)
+    following = jnp.asarray(following)
+    if previous.shape != following.shape or previous.ndim < 2:
+        raise ValueError(f"previous and following must be images [..., H, W] of one shape, "
+                         f"got shapes {tuple(previous.shape)} and {tuple(following.shape)}")
+    if not smoothness > 0:
+        raise ValueError(f"smoothness must be positive, got {smoothness}")
+    iterations = _checks.positive_int("iterations", iterations)
+    mean = 0.5 * (previous + following)
+    d_row = 0.5 * (jnp.roll(mean, -1, axis=-2) - jnp.roll(mean, 1, axis=-2))
+    d_col = 0.5 * (jnp.roll(mean, -1, axis=-1) - jnp.roll(mean, 1, axis=-1))
+    d_time = following - previous
+    denominator = smoothness**2 + d_row**2 + d_col**2
+
+    def neighbours(f):          # the mean of the 4 neighbours, wrapping around
+        return 0.25 * (jnp.roll(f, 1, -2) + jnp.roll(f, -1, -2) + jnp.roll(f, 1, -1)
+                       + jnp.roll(f, -1, -1))
+
+    def sweep(_, flow):
+        rows, cols = neighbours(flow[0]), neighbours(flow[1])
+        residual = (d_row * rows + d_col * cols + d_time) / denominator
+        return jnp.stack([rows - d_row * residual, cols - d_col * residual])
+
+    flow = jax.lax.fori_loop(0, iterations, sweep, jnp.zeros((2, *mean.shape), mean.dtype))
+    return jnp.moveaxis(flow, 0, -1)
+
+
+def flow_stack(videos, lengths=None, *, smoothness: float = 1.0, iterations: int = 50):
+    """videos [B, T, H, W, C] -> [B, H, W, 2 (T - 1)]: the Horn-Schunck flow
+    (`horn_schunck`, on the frames' mean over channels) from each frame to the next,
+    stacked along channels as a two-stream network's temporal stream reads it; with
+    lengths [B], the pairs that reach past a clip's length are zero."""
+    videos = _checks.float_array("videos", videos, rank=5, layout="[B, T, H, W, C]")
+    grey = videos.mean(-1)
+    flows = horn_schunck(grey[:, :-1], grey[:, 1:], smoothness=smoothness,
+                         iterations=iterations)                   # [B, T - 1, H, W, 2]
+    return _stack_pairs(_masked_pairs(flows, lengths))
+
+
+def _masked_pairs(pairs, lengths):
+    """pairs [B, T - 1, ...] with pair t zeroed where t + 1 >= lengths[b]."""
+    if lengths is None:
+        return pairs
+    lengths = _checks.seq_lengths(lengths, pairs.shape[0], pairs.shape[1] + 1)
+    keep = jnp.arange(pairs.shape[1])[None, :] + 1 < lengths[:, None]
+    return pairs * keep.reshape(keep.shape + (1,) * (pairs.ndim - 2)).astype(pairs.dtype)
+
+
+def _stack_pairs(pairs):
+    """[B, P, H, W, C] -> [B, H, W, P C], pair p in channels p C ... (p + 1) C - 1."""
+    batch, count, height, width, channels = pairs.shape
+    return jnp.moveaxis(pairs, 1, 3).reshape(batch, height, width, count * channels)

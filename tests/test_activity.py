@@ -122,18 +122,19 @@ def random_params(init):
                                   jax.eval_shape(init, jax.random.key(0)))
 
 
-@pytest.mark.parametrize("kind", ["lrcn", "frame_average"])
+@pytest.mark.parametrize("kind", ["lrcn", "frames"])
 def test_per_frame_models_equal_a_loop_over_frames(kind):
     """The LRCN is the frame CNN on each frame, then the LSTM step by step, then the
-    head; the frame average is the mean of the per-frame scores."""
-    args = type("Args", (), dict(features=6, channels=[3], hidden=5, frames=4, size=8))()
+    head; frame by frame is the mean of the per-frame scores."""
+    args = type("Args", (), dict(features=6, channels=[3], hidden=5, frames=4, size=8,
+                                 flow_iterations=5))()
     model = activity.build(kind, "lstm", args)
     params = random_params(model.init)
-    if kind == "frame_average":   # by hand: conv 3*3*1*3 + 3; 4 x 4 x 3 pooled to 4 scores
+    if kind == "frames":   # by hand: conv 3*3*1*3 + 3; 4 x 4 x 3 pooled to 4 scores
         assert sum(p.size for p in jax.tree_util.tree_leaves(params)) == 30 + (48 + 1) * 4
     videos = np.random.default_rng(1).standard_normal((2, 4, 8, 8, 1)).astype(np.float32)
     codes = [model.cnn.apply(params["cnn"], jnp.asarray(videos[:, t])) for t in range(4)]
-    if kind == "frame_average":
+    if kind == "frames":
         expected = sum(codes) / 4
     else:
         cell, carry = model.cell, model.cell.initial_carry((2,))
@@ -150,25 +151,30 @@ def test_steps_to_a_level():
 
 
 def test_activity_study_at_a_tiny_size(tmp_path, capsys):
-    """The LRCN and the 3D CNN (the frame average, whose numbers are checked above,
-    would only add its compile time; an IRNN, whose identity init compiles in a
-    fraction of the LSTM's orthogonal one)."""
+    """The LRCN, the 3D CNN and the two-stream network on a fixed set of 8 clips (frame
+    by frame, whose numbers are checked above, would only add its compile time; an
+    IRNN, whose identity init compiles in a fraction of the LSTM's orthogonal one)."""
     out = tmp_path / "act"
-    activity.main(["--models", "lrcn,conv3d", "--cells", "irnn", "--seeds", "2", "--steps", "4",
-                   "--eval-every", "2", "--hidden", "4", "--features", "4", "--channels", "2",
-                   "--batch", "4", "--frames", "3", "--size", "8", "--test-size", "20",
-                   "--timing-batch", "5", "--timing-repeats", "2", "--out", str(out)])
-    for name in ("results.json", "report.md", "accuracy.png"):
+    activity.main(["--models", "lrcn,conv3d,two_stream", "--cells", "irnn", "--seeds", "2",
+                   "--steps", "4", "--eval-every", "2", "--hidden", "4", "--features", "4",
+                   "--channels", "2", "--batch", "4", "--frames", "3", "--size", "8",
+                   "--test-size", "20", "--train-clips", "8", "--timing-batch", "5",
+                   "--timing-repeats", "2", "--out", str(out)])
+    for name in ("results.json", "report.md", "accuracy.png", "data.png"):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
     results = saved["results"]
-    assert list(results) == ["lrcn/irnn", "conv3d"]
+    assert list(results) == ["lrcn/irnn/8 clips", "conv3d/8 clips", "two_stream/8 clips"]
     # parameter counts by hand: frame CNN 3*3*1*2 + 2 = 20, pooled 4 x 4 x 2 = 32 features
     # to 4; IRNN 4 x (4 + 4 + 1); head 5 x 4
-    assert results["lrcn/irnn"]["params"] == 20 + (32 + 1) * 4 + 4 * (4 + 4 + 1) + 5 * 4
+    assert results["lrcn/irnn/8 clips"]["params"] == 20 + (32 + 1) * 4 + 4 * (4 + 4 + 1) + 5 * 4
     # 3D CNN: 27*1*2 + 2 = 56, pooled 3 x 4 x 4 x 2 = 96 features to 4 classes
-    assert results["conv3d"]["params"] == 56 + (96 + 1) * 4
+    assert results["conv3d/8 clips"]["params"] == 56 + (96 + 1) * 4
+    # two streams: the frame CNN to 4 classes (20 + 33 * 4), and one on 2 difference
+    # channels: 3*3*2*2 + 2 = 38, then 33 * 4
+    assert results["two_stream/8 clips"]["params"] == 2 * (33 * 4) + 20 + 38
     for r in results.values():
+        assert r["train_clips"] == 8
         acc = np.asarray(r["final"]["test_accuracy"])
         assert acc.shape == (2,) and np.allclose(acc * 20, np.round(acc * 20))
         assert np.all(np.isfinite(r["final"]["test_loss"])) and not r["nonfinite"]
@@ -176,8 +182,30 @@ def test_activity_study_at_a_tiny_size(tmp_path, capsys):
         assert r["curve"][-1][1] == r["final"]["test_accuracy"]
         assert r["steps_to_learned"] == activity.steps_to(r["curve"], activity.LEARNED)
         assert 0 < r["seconds_per_clip"] < 1 and r["timing_batch"] == 5
+    streams = results["two_stream/8 clips"]["final"]
+    assert set(streams) >= {"test_spatial_accuracy", "test_temporal_accuracy"}
     report = (out / "report.md").read_text()
     assert "| LRCN (IRNN) |" in report and "| 3D CNN |" in report and "rough" in report
+    assert "| two-stream (differences): temporal alone |" in report and "## 8 clips" in report
     assert_usage_error(capsys, activity.main, ["--models", "lrcn,rnn", "--out",
                                                str(tmp_path / "x")],
                        "argument --models: must be among")
+
+
+def test_runs_per_training_set_size_and_fixed_sets_read_in_epochs():
+    args = type("Args", (), dict(models=["lrcn", "frames"], cells=["lstm", "gru"],
+                                 train_clips=[250, 0], frames=3, size=8, noise=0.1,
+                                 batch=4))()
+    assert activity.units(args) == [
+        ("lrcn/lstm/250 clips", "lrcn", "lstm", 250), ("lrcn/gru/250 clips", "lrcn", "gru", 250),
+        ("frames/250 clips", "frames", None, 250), ("lrcn/lstm/fresh clips", "lrcn", "lstm", 0),
+        ("lrcn/gru/fresh clips", "lrcn", "gru", 0), ("frames/fresh clips", "frames", None, 0)]
+    args.train_clips = [0]                     # the fresh clips alone keep the plain keys
+    assert [key for key, *_ in activity.units(args)][-1] == "frames"
+    args.train_clips = [8]
+    batch_fn = activity.training_data(8, args)
+    seen = np.concatenate([np.asarray(batch_fn(step)[0]).reshape(4, -1) for step in range(2)])
+    fixed, _ = activity.clip_data(jax.random.key(activity.TRAIN_SET_KEY), 8, args)
+    # one epoch is the 8 clips of the fixed set, each once
+    rows = lambda a: sorted(row.tobytes() for row in np.asarray(a).reshape(8, -1))
+    assert rows(seen) == rows(fixed)
