@@ -10,6 +10,7 @@
 | `CharLM` | embedding, stacked cells, logits of the next character |
 | `Captioner` | a CNN encoder and a recurrent decoder (loaded on first use: Flax) |
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
+| `VQA` | image and question encoders fused, an MLP to the answers (loaded on first use) |
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from rnnjax.models.tagger import Tagger, pack_words, tagger
 from rnnjax.seq2seq import EncoderDecoder
 
 #: names whose modules import flax.linen: loaded on first use
-_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner"}
+_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner",
+         "VQA": "rnnjax.models.vqa", "vqa": "rnnjax.models.vqa"}
 
-__all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
+__all__ = ["VQA", "Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
            "LookupTagger", "Part", "Tagger", "captioner", "cell_with_head", "char_lm",
-           "classifier", "combine", "fixed", "pack_words", "param_count", "part", "tagger"]
+           "classifier", "combine", "fixed", "pack_words", "param_count", "part", "tagger",
+           "vqa"]
 
 
 def __getattr__(name: str):
