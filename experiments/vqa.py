@@ -24,7 +24,7 @@ on fresh seen scenes and on questions about those held-out pairs ("unseen").
 Target (reported, met or not): the full model's median accuracy above both
 baselines' on every kind of question, on seen scenes.
 
-    python -m experiments.vqa --quick          # about 2.5 minutes on 2 cores
+    python -m experiments.vqa --quick          # about 2 minutes on 2 shared cores
     python -m experiments.vqa                  # 3 seeds per model: ~20 min on 2 cores
     python -m experiments.vqa --cells lstm,gru --models full,blind
 
