@@ -25,7 +25,7 @@ Target (reported, met or not): the full model's median accuracy above both
 baselines' on every kind of question, on seen scenes.
 
     python -m experiments.vqa --quick          # about 2 minutes on 2 shared cores
-    python -m experiments.vqa                  # 3 seeds per model: ~20 min on 2 cores
+    python -m experiments.vqa                  # 3 seeds per model: ~15 min on 2 shared cores
     python -m experiments.vqa --cells lstm,gru --models full,blind
 
 Writes results/vqa/{results.json, report.md, examples.png, accuracy.png}; each
