@@ -47,7 +47,7 @@ from rnnjax.models import param_count
 from rnnjax.models.vqa import FUSIONS, INPUTS, VQA, vqa
 from rnnjax.tasks import questions as qs
 from rnnjax.tasks import scenes as sc
-from rnnjax.train import accuracy, softmax_cross_entropy
+from rnnjax.train import softmax_cross_entropy
 
 NAME = "vqa"
 MODEL_TEXT = {"full": "full", "blind": "blind", "image": "image only"}
@@ -153,17 +153,21 @@ def run(inputs: str, cell: str | None, batch_fn, tests: dict[str, qs.Questions],
         return softmax_cross_entropy(logits(params, q), q.answers), {}
 
     @jax.jit
-    def predictions(params, q):
-        return jax.vmap(lambda p: jnp.argmax(logits(p, q), axis=-1))(params)
-
-    @jax.jit
-    def overall(params, tests):
-        return {f"{name}_accuracy": jax.vmap(lambda p: accuracy(logits(p, q), q.answers))(params)
+    def predictions(params, tests):
+        """Each model's answers [models, N] to each test set: one compiled program
+        for the evaluations during training and the scores at the end."""
+        return {name: jax.vmap(lambda p, q=q: jnp.argmax(logits(p, q), axis=-1))(params)
                 for name, q in tests.items()}
+
+    truth = {name: np.asarray(q.answers) for name, q in tests.items()}
+
+    def overall(params):
+        return {f"{name}_accuracy": np.mean(np.asarray(answers) == truth[name], axis=1)
+                for name, answers in predictions(params, tests).items()}
 
     trained = common.train(
         run_dir, model.init, loss_fn, batch_fn, args, hyper={"learning_rate": args.lr},
-        clip=args.clip, evaluate=lambda p: overall(p, tests),
+        clip=args.clip, evaluate=overall,
         eval_every=common.eval_interval(args),
         settings={"inputs": inputs, "cell": cell, "hidden": args.hidden,
                   "embed": args.embed, "features": args.features,
@@ -174,8 +178,8 @@ def run(inputs: str, cell: str | None, batch_fn, tests: dict[str, qs.Questions],
         desc=f"vqa {inputs}{f' {cell}' if cell else ''}")
     final, shown, curves = {}, {}, {}
     for name, q in tests.items():
-        answers = common.on_trained(lambda p, q=q: predictions(p, q), trained)
-        correct = answers == np.asarray(q.answers)[None]
+        answers = common.on_trained(lambda p, name=name: predictions(p, tests)[name], trained)
+        correct = answers == truth[name][None]
         final[name] = per_kind(correct, q.kinds)
         if trained.params is None:   # diverged: NaN scores, no answers
             final[name] = {k: [float("nan")] * args.seeds for k in final[name]}
