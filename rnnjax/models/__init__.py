@@ -11,6 +11,7 @@
 | `Captioner` | a CNN encoder and a recurrent decoder (loaded on first use: Flax) |
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
 | `VideoClassifier` | LRCN, 3D CNN, frame by frame, two-stream (loaded on first use: Flax) |
+| `VQA` | image and question encoders fused, an MLP to the answers (loaded on first use) |
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from rnnjax.seq2seq import EncoderDecoder
 #: names whose modules import flax.linen: loaded on first use
 _LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner",
          "VideoClassifier": "rnnjax.models.video_classifier",
-         "video_classifier": "rnnjax.models.video_classifier"}
+         "video_classifier": "rnnjax.models.video_classifier",
+         "VQA": "rnnjax.models.vqa", "vqa": "rnnjax.models.vqa"}
 
-__all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
+__all__ = ["VQA", "Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
            "LookupTagger", "Part", "Tagger", "VideoClassifier", "captioner", "cell_with_head",
            "char_lm", "classifier", "combine", "fixed", "pack_words", "param_count", "part",
-           "tagger", "video_classifier"]
+           "tagger", "video_classifier", "vqa"]
 
 
 def __getattr__(name: str):

@@ -12,6 +12,7 @@ from rnnjax.tasks.echo import echo_batch
 from rnnjax.tasks.entities import EntityCorpus, generated_entities, read_conll
 from rnnjax.tasks.hidden_state import cycle_model, pet_model
 from rnnjax.tasks.labelled import LabelledSequences
+from rnnjax.tasks.questions import Questions, question_batch
 from rnnjax.tasks.recordings import load_recordings
 from rnnjax.tasks.scenes import Scenes, scene_batch
 from rnnjax.tasks.series import Series, airline, sunspots
@@ -24,6 +25,7 @@ __all__ = [
     "Clips",
     "EntityCorpus",
     "LabelledSequences",
+    "Questions",
     "Scenes",
     "Series",
     "WordVocab",
@@ -40,6 +42,7 @@ __all__ = [
     "load_recordings",
     "pet_model",
     "pixel_permutation",
+    "question_batch",
     "read_conll",
     "reference_cross_entropies",
     "scene_batch",
