@@ -9,6 +9,7 @@
 | `LookupTagger` | the training entities as a table (a baseline without parameters) |
 | `CharLM` | embedding, stacked cells, logits of the next character |
 | `Captioner` | a CNN encoder and a recurrent decoder (loaded on first use: Flax) |
+| `BoxTracker` | frame and template CNNs, a cell, a box per frame (loaded on first use: Flax) |
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
 """
 
@@ -25,11 +26,13 @@ from rnnjax.models.tagger import Tagger, pack_words, tagger
 from rnnjax.seq2seq import EncoderDecoder
 
 #: names whose modules import flax.linen: loaded on first use
-_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner"}
+_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner",
+         "BoxTracker": "rnnjax.models.box_tracker", "box_tracker": "rnnjax.models.box_tracker"}
 
-__all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
-           "LookupTagger", "Part", "Tagger", "captioner", "cell_with_head", "char_lm",
-           "classifier", "combine", "fixed", "pack_words", "param_count", "part", "tagger"]
+__all__ = ["BoxTracker", "Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
+           "LookupTagger", "Part", "Tagger", "box_tracker", "captioner", "cell_with_head",
+           "char_lm", "classifier", "combine", "fixed", "pack_words", "param_count", "part",
+           "tagger"]
 
 
 def __getattr__(name: str):
