@@ -96,17 +96,25 @@ def ncc_map(image, template, eps: float = 1e-6):
     [H, W, C] -> [H - k + 1, W - k + 1] (entry (i, j): the window whose top-left pixel
     is (i, j)), in [-1, 1]: the correlation coefficient of the window's pixels with
     the template's, so a window equal to a * template + b (a > 0) scores 1. A
-    constant window (or template) scores 0."""
+    constant window (or template) scores 0.
+
+    Written as sums of shifted slices (k^2 for the correlation, 2k for each box sum)
+    rather than convolutions: vmapped over clips, each with its own template, a
+    convolution becomes a grouped one, several times slower on a CPU."""
     k = template.shape[0]
-    n = template.size
+    height, width = image.shape[0] - k + 1, image.shape[1] - k + 1
     zero_mean = template - jnp.mean(template)
-    correlate = lambda x, w: jax.lax.conv_general_dilated(
-        x[None], w[..., None], (1, 1), "VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))[0, ..., 0]
-    ones = jnp.ones((k, k, image.shape[-1]), image.dtype)
-    total, squares = correlate(image, ones), correlate(image ** 2, ones)
-    spread = jnp.sqrt(jnp.clip(squares - total ** 2 / n, 0) * jnp.sum(zero_mean ** 2))
-    return jnp.where(spread > eps, correlate(image, zero_mean) / jnp.maximum(spread, eps), 0.0)
+    correlation = sum(image[i:i + height, j:j + width] * zero_mean[i, j]
+                      for i in range(k) for j in range(k)).sum(-1)
+
+    def box_sums(x):   # the sum over every k x k window, rows then columns
+        rows = sum(x[i:i + height] for i in range(k))
+        return sum(rows[:, j:j + width] for j in range(k)).sum(-1)
+
+    total, squares = box_sums(image), box_sums(image ** 2)
+    spread = jnp.sqrt(jnp.clip(squares - total ** 2 / template.size, 0)
+                      * jnp.sum(zero_mean ** 2))
+    return jnp.where(spread > eps, correlation / jnp.maximum(spread, eps), 0.0)
 
 
 def _check_tracking_inputs(videos, first_boxes, template_size):
@@ -128,7 +136,7 @@ def templates(videos, first_boxes, template_size: int):
     return crop(videos[:, 0], centres(first_boxes), template_size)
 
 
-def _ncc_maps(videos, first_boxes, size):
+def ncc_maps(videos, first_boxes, size: int):
     """NCC maps [B, T, H + k - 1, W + k - 1] of every frame (zero-padded by k - 1)
     with its clip's template: entry (i, j) is the window whose top-left pixel is
     (i - k + 1, j - k + 1); and the offset [B, 2] to add to entry (i, j) + k / 2 for
@@ -153,7 +161,7 @@ def template_match(videos, first_boxes, template_size: int):
 
 @functools.partial(jax.jit, static_argnums=2)
 def _template_match(videos, first_boxes, size):
-    maps, offset = _ncc_maps(videos, first_boxes, size)
+    maps, offset = ncc_maps(videos, first_boxes, size)
     width = maps.shape[-1]
     best = jnp.argmax(maps.reshape(*maps.shape[:2], -1), axis=-1)          # [B, T]
     corner = jnp.stack([best // width, best % width], axis=-1).astype(first_boxes.dtype)
@@ -202,7 +210,7 @@ def kalman_track(videos, first_boxes, template_size: int, *, threshold: float = 
 
 @functools.partial(jax.jit, static_argnums=3)
 def _kalman_track(videos, first_boxes, model, size, threshold, gate):
-    maps, offset = _ncc_maps(videos, first_boxes, size)
+    maps, offset = ncc_maps(videos, first_boxes, size)
     found = candidates(maps, threshold)                                     # [B, T, h, w]
     grid = jnp.stack(jnp.meshgrid(jnp.arange(maps.shape[2]), jnp.arange(maps.shape[3]),
                                   indexing="ij"), axis=-1).astype(videos.dtype) + size / 2

@@ -218,6 +218,34 @@ def test_box_tracker_equals_its_parts_run_by_hand():
         model.boxes(params, videos, first[:1])
 
 
+def test_box_tracker_frame_inputs_add_the_ncc_and_the_coordinates():
+    model = rj.models.box_tracker("gru", hidden=3, features=4, template_features=3,
+                                  channels=(2,), frame_size=10, template_size=5,
+                                  extras=("ncc", "coords"))
+    rng = np.random.default_rng(2)
+    videos = rng.standard_normal((1, 2, 10, 10, 1))
+    first = np.array([[1.0, 2, 4, 5]])                 # centre (2.5, 3.5): window at (0, 1)
+    got = np.asarray(model.frame_inputs(jnp.asarray(videos, jnp.float32),
+                                        jnp.asarray(first, jnp.float32)))
+    assert got.shape == (1, 2, 10, 10, 4)
+    np.testing.assert_array_equal(got[..., 0], videos[..., 0].astype(np.float32))
+    template = videos[0, 0, 0:5, 1:6, 0]
+    padded = np.pad(videos[0, :, :, :, 0], ((0, 0), (2, 2), (2, 2)))   # zeros past the edges
+    for t in range(2):
+        for i in range(10):
+            for j in range(10):
+                window = padded[t, i:i + 5, j:j + 5]     # centred on pixel (i, j)
+                expected = np.corrcoef(window.ravel(), template.ravel())[0, 1]
+                assert got[0, t, i, j, 1] == pytest.approx(expected, abs=2e-5)
+    np.testing.assert_allclose(got[0, 0, :, 0, 2], np.linspace(-1, 1, 10), atol=1e-6)
+    np.testing.assert_allclose(got[0, 1, 0, :, 3], np.linspace(-1, 1, 10), atol=1e-6)
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    assert params["frames"]["conv_0"]["kernel"].shape == (3, 3, 4, 2)
+    with pytest.raises(ValueError, match="extras must be distinct names among"):
+        rj.models.box_tracker("gru", hidden=3, features=4, template_features=3, channels=(2,),
+                              frame_size=10, template_size=5, extras=("edges",))
+
+
 # -- the study --------------------------------------------------------------------------------
 def test_phases_and_offsets_from_the_occlusion():
     visible = np.array([[1, 1, 0, 0, 1, 1], [1, 1, 1, 1, 1, 1]], bool)
@@ -237,6 +265,7 @@ def test_object_tracking_study_at_a_tiny_size(tmp_path, capsys):
                 "--hidden", "4", "--features", "4", "--template-features", "3",
                 "--channels", "2", "--batch", "3", "--frames", "5", "--size", "16",
                 "--band", "5", "--test-size", "6", "--eval-chunk", "4", "--examples", "2",
+                "--extras", "ncc,coords",
                 "--out", str(out)])
     for name in ("results.json", "report.md", "iou.png", "tracks.png"):
         assert (out / name).stat().st_size > 0

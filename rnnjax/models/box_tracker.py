@@ -3,6 +3,11 @@ template (frame 0's crop around the target's first box), a recurrent cell reads 
 frame codes in order together with the template's code and the first box, and a
 Dense head gives the target's box in every frame.
 
+The frame CNN may also see, as extra channels of every frame (`extras`), the
+template's normalised cross-correlation at each pixel ("ncc": where the frame looks
+like the template, as in Siamese trackers) and each pixel's row and column scaled to
+[-1, 1] ("coords": position made explicit to the convolutions, as in CoordConv).
+
 Only the first box goes in, so the same model is trained with the ground-truth box
 of every frame in its loss and tested given the first frame's box alone. The frame
 CNN (`vision.ImageEncoder`) flattens its feature map before projecting it, so the
@@ -24,6 +29,9 @@ from rnnjax.layers import Dense
 from rnnjax.loop import unroll
 from rnnjax.models.compose import combine, part
 
+#: the extra channels a frame may carry (see the module)
+EXTRAS = ("ncc", "coords")
+
 
 @dataclasses.dataclass(frozen=True)
 class BoxTracker:
@@ -40,6 +48,8 @@ class BoxTracker:
         cell: the recurrent cell.
         frame_shape: (H, W, C) of the frames.
         template_size: k, the side of the template crop (`object_tracking.templates`).
+        extras: names among EXTRAS, the channels added to every frame before the
+            frame CNN (ncc: 1, coords: 2).
     """
 
     frame_encoder: vision.ImageEncoder
@@ -47,9 +57,15 @@ class BoxTracker:
     cell: Cell
     frame_shape: tuple[int, int, int]
     template_size: int
+    extras: tuple[str, ...] = ()
 
     def __post_init__(self):
         _checks.positive_int("template_size", self.template_size)
+        object.__setattr__(self, "extras", tuple(self.extras))
+        unknown = [e for e in self.extras if e not in EXTRAS]
+        if unknown or len(set(self.extras)) != len(self.extras):
+            raise ValueError(f"extras must be distinct names among {EXTRAS}, got "
+                             f"{self.extras!r}")
         if self.template_size > min(self.frame_shape[:2]):
             raise ValueError(f"template_size must be at most the frame's height and width "
                              f"{tuple(self.frame_shape[:2])}, got {self.template_size}")
@@ -66,8 +82,10 @@ class BoxTracker:
     def init(self, key):
         """Params from one key split in four (frames, template, cell, head)."""
         channels = self.frame_shape[-1]
+        extra = ("ncc" in self.extras) + 2 * ("coords" in self.extras)
         return combine(
-            part("frames", lambda k: self.frame_encoder.init(k, self.frame_shape)),
+            part("frames", lambda k: self.frame_encoder.init(
+                k, (*self.frame_shape[:2], channels + extra))),
             part("template", lambda k: self.template_encoder.init(
                 k, (self.template_size, self.template_size, channels))),
             part("cell", lambda k: self.cell.init(k, self.input_size)),
@@ -94,7 +112,8 @@ class BoxTracker:
         frame of videos [B, T, H, W, C], given its box in frame 0, first_boxes [B, 4]."""
         videos, first_boxes = self._check(videos, first_boxes)
         scale = self._scale(videos.dtype)
-        codes = self.frame_encoder.frames(params["frames"], videos)            # [B, T, F]
+        codes = self.frame_encoder.frames(params["frames"],
+                                          self.frame_inputs(videos, first_boxes))  # [B, T, F]
         template = object_tracking.templates(videos, first_boxes, self.template_size)
         template_code = self.template_encoder(params["template"], template)    # [B, G]
         first = first_boxes / scale
@@ -103,6 +122,23 @@ class BoxTracker:
             [codes, jnp.broadcast_to(steady, (*codes.shape[:2], steady.shape[-1]))], axis=-1)
         _, ys = unroll(self.cell, params["cell"], inputs)
         return (first[:, None] + self.head(params["head"], ys)) * scale
+
+    def frame_inputs(self, videos, first_boxes):
+        """videos [B, T, H, W, C] with the `extras` channels after C, in the order of
+        EXTRAS: the NCC of the template of the window centred at each pixel (the
+        window's top-left pixel at (i - k // 2, j - k // 2)), and row and column in
+        [-1, 1]."""
+        channels = [videos]
+        height, width = videos.shape[2:4]
+        if "ncc" in self.extras:
+            maps, _ = object_tracking.ncc_maps(videos, first_boxes, self.template_size)
+            start = self.template_size - 1 - self.template_size // 2
+            channels.append(maps[:, :, start:start + height, start:start + width, None])
+        if "coords" in self.extras:
+            grid = jnp.stack(jnp.meshgrid(jnp.linspace(-1, 1, height), jnp.linspace(-1, 1, width),
+                                          indexing="ij"), axis=-1).astype(videos.dtype)
+            channels.append(jnp.broadcast_to(grid, (*videos.shape[:4], 2)))
+        return jnp.concatenate(channels, axis=-1)
 
     def loss(self, params, videos, boxes):
         """Mean absolute error of the boxes in frames 1 .. T-1, in units of the frame's
@@ -114,12 +150,12 @@ class BoxTracker:
 
 def box_tracker(cell: str, *, hidden: int, features: int, template_features: int,
                 channels: tuple[int, ...], frame_size: int, template_size: int,
-                frame_channels: int = 1) -> BoxTracker:
+                frame_channels: int = 1, extras: tuple[str, ...] = ()) -> BoxTracker:
     """A `BoxTracker` over square frames of `frame_size` pixels: a cell of type `cell`
     (see `rnnjax.cells.make`) with `hidden` units; `vision.ImageEncoder(features,
     channels)` on frames and `vision.ImageEncoder(template_features, channels)` on
-    templates of `template_size` pixels."""
+    templates of `template_size` pixels; `extras` (see EXTRAS) added to each frame."""
     return BoxTracker(vision.ImageEncoder(features, tuple(channels)),
                       vision.ImageEncoder(template_features, tuple(channels)),
                       make(cell, hidden), (frame_size, frame_size, frame_channels),
-                      template_size)
+                      template_size, tuple(extras))
