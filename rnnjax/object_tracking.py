@@ -201,6 +201,10 @@ def kalman_track(videos, first_boxes, template_size: int, *, threshold: float = 
     """
     videos, first_boxes, template_size = _check_tracking_inputs(videos, first_boxes,
                                                                 template_size)
+    if _checks.is_concrete(threshold) and not -1 <= threshold <= 1:
+        raise ValueError(f"threshold must lie in [-1, 1] (an NCC), got {threshold!r}")
+    if _checks.is_concrete(gate) and not gate > 0:
+        raise ValueError(f"gate must be positive (standard deviations), got {gate!r}")
     model = filters.constant_velocity(dims=2, dt=1.0, accel_noise=accel_noise,
                                       obs_std=obs_std, position_std=obs_std,
                                       velocity_std=velocity_std, dtype=videos.dtype)
