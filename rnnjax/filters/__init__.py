@@ -24,7 +24,10 @@ from rnnjax.filters.gaussian import (
     constant_velocity,
     extended_kalman_filter,
     horizontal_position,
+    innovation_covariance,
     kalman_filter,
+    kalman_predict,
+    kalman_update,
     particle_filter,
     pendulum,
     simulate_gaussian,
@@ -49,6 +52,7 @@ def simulate(model, key, steps: int, batch: int):
 
 __all__ = ["DiscreteStateModel", "LinearGaussian", "NonlinearGaussian", "PendulumStep",
            "SteadyState", "cholesky", "constant_velocity", "discrete_filter", "discrete_sizes",
-           "extended_kalman_filter", "horizontal_position", "kalman_filter", "particle_filter",
+           "extended_kalman_filter", "horizontal_position", "innovation_covariance",
+           "kalman_filter", "kalman_predict", "kalman_update", "particle_filter",
            "pendulum", "simulate", "simulate_discrete", "simulate_gaussian", "sizes",
            "solve_spd", "steady_state", "unscented_kalman_filter"]

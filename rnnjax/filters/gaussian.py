@@ -253,11 +253,32 @@ def _correct(mean, cov, z, z_pred, s, cross):
     return mean + gain @ (z - z_pred), _symmetric(cov - gain @ s @ gain.T)
 
 
+def kalman_predict(model: LinearGaussian, mean, cov):
+    """One prediction step of the Kalman filter: N(mean [n], cov [n, n]) of x_{t-1}
+    -> N(F mean, F cov F^T + Q) of x_t."""
+    return model.F @ mean, model.F @ cov @ model.F.T + model.Q
+
+
+def innovation_covariance(model: LinearGaussian, cov):
+    """S = H cov H^T + R [m, m]: the covariance of the predicted observation."""
+    return model.H @ cov @ model.H.T + model.R
+
+
+def kalman_update(model: LinearGaussian, mean, cov, z, observed=True):
+    """One update step of the Kalman filter: N(mean, cov) conditioned on z [m]. Where
+    `observed` (a bool scalar, possibly traced) is False, no observation came (a
+    detector found nothing): mean and cov pass through unchanged."""
+    updated = _correct(mean, cov, z, model.H @ mean, innovation_covariance(model, cov),
+                       cov @ model.H.T)
+    return jax.tree_util.tree_map(lambda new, old: jnp.where(observed, new, old),
+                                  updated, (mean, cov))
+
+
 def _linear_step(F, H, Q, R):
+    model = LinearGaussian(F, H, Q, R, None, None)
+
     def step(state, z):
-        mean, cov = state
-        mean, cov = F @ mean, F @ cov @ F.T + Q
-        mean, cov = _correct(mean, cov, z, H @ mean, H @ cov @ H.T + R, cov @ H.T)
+        mean, cov = kalman_update(model, *kalman_predict(model, *state), z)
         return (mean, cov), (mean, cov)
 
     return step

@@ -9,6 +9,7 @@
 | `LookupTagger` | the training entities as a table (a baseline without parameters) |
 | `CharLM` | embedding, stacked cells, logits of the next character |
 | `Captioner` | a CNN encoder and a recurrent decoder (loaded on first use: Flax) |
+| `BoxTracker` | frame and template CNNs, a cell, a box per frame (loaded on first use: Flax) |
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
 | `VideoClassifier` | LRCN, 3D CNN, frame by frame, two-stream (loaded on first use: Flax) |
 | `VQA` | image and question encoders fused, an MLP to the answers (loaded on first use) |
@@ -30,12 +31,13 @@ from rnnjax.seq2seq import EncoderDecoder
 _LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner",
          "VideoClassifier": "rnnjax.models.video_classifier",
          "video_classifier": "rnnjax.models.video_classifier",
-         "VQA": "rnnjax.models.vqa", "vqa": "rnnjax.models.vqa"}
+         "VQA": "rnnjax.models.vqa", "vqa": "rnnjax.models.vqa",
+         "BoxTracker": "rnnjax.models.box_tracker", "box_tracker": "rnnjax.models.box_tracker"}
 
-__all__ = ["VQA", "Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
-           "LookupTagger", "Part", "Tagger", "VideoClassifier", "captioner", "cell_with_head",
-           "char_lm", "classifier", "combine", "fixed", "pack_words", "param_count", "part",
-           "tagger", "video_classifier", "vqa"]
+__all__ = ["VQA", "BoxTracker", "Captioner", "CellWithHead", "CharLM", "Classifier",
+           "EncoderDecoder", "LookupTagger", "Part", "Tagger", "VideoClassifier", "box_tracker",
+           "captioner", "cell_with_head", "char_lm", "classifier", "combine", "fixed",
+           "pack_words", "param_count", "part", "tagger", "video_classifier", "vqa"]
 
 
 def __getattr__(name: str):
