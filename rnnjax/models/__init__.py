@@ -10,6 +10,8 @@
 | `CharLM` | embedding, stacked cells, logits of the next character |
 | `Captioner` | a CNN encoder and a recurrent decoder (loaded on first use: Flax) |
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
+| `FramePredictor` | next frames of videos: ConvLSTM, or CNN + LSTM + Dense (Flax, lazy) |
+| `copy_last` | the frame predictors' baseline: the last observed frame, repeated |
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from rnnjax.models.tagger import Tagger, pack_words, tagger
 from rnnjax.seq2seq import EncoderDecoder
 
 #: names whose modules import flax.linen: loaded on first use
-_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner"}
+_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner",
+         "FramePredictor": "rnnjax.models.frame_predictor",
+         "copy_last": "rnnjax.models.frame_predictor"}
 
 __all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
-           "LookupTagger", "Part", "Tagger", "captioner", "cell_with_head", "char_lm",
-           "classifier", "combine", "fixed", "pack_words", "param_count", "part", "tagger"]
+           "FramePredictor", "LookupTagger", "Part", "Tagger", "captioner", "cell_with_head",
+           "char_lm", "classifier", "combine", "copy_last", "fixed", "pack_words",
+           "param_count", "part", "tagger"]
 
 
 def __getattr__(name: str):
