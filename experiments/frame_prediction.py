@@ -211,6 +211,8 @@ def plot(results: dict, test, args) -> None:
         for ax, metric in zip(axes, METRICS):
             common.band(ax, steps, np.asarray(r["horizon"][metric], np.float64).T, f"C{i}",
                         r["label"])
+    axes[0].axhline(constant_mse(test, args), color="gray", ls="--", lw=1,
+                    label="constant frame at the mean density")
     for ax, metric in zip(axes, METRICS):
         ax.set(xlabel="frames after the last observed one", title=titles[metric])
         ax.grid(alpha=0.3)
@@ -236,6 +238,14 @@ def plot(results: dict, test, args) -> None:
     common.save_figure(fig, args.out / "frames.png")
 
 
+def constant_mse(test, args) -> float:
+    """The MSE of predicting every pixel as the mean density rho of the observed frames
+    (a frame's pixels are 0 or 1): rho (1 - rho), the level of a model that predicts
+    the pixels' marginal and nothing of where the shapes are."""
+    rho = float(np.mean(np.asarray(test[:, :args.observed])))
+    return rho * (1 - rho)
+
+
 def beats_copy(results: dict) -> dict:
     """Per trained model: whether every seed's rollout MSE is below the copy's at every
     step of the horizon (None without the copy)."""
@@ -247,7 +257,8 @@ def beats_copy(results: dict) -> dict:
             for key, r in results.items() if key != "copy_last"}
 
 
-def report(results: dict, args) -> str:
+def report(results: dict, args, level: float) -> str:
+    """report.md; `level` is `constant_mse` of the test clips."""
     horizon = args.frames - args.observed
     mean_over = lambda r, m: np.asarray(r["horizon"][m], np.float64).mean(axis=1)
     rows = [[r["label"], common.spread(np.asarray(r["horizon"]["mse"])[:, 0]),
@@ -261,6 +272,10 @@ def report(results: dict, args) -> str:
                  for s, mse in enumerate(np.asarray(r["horizon"]["mse"], np.float64))]
     beaten = beats_copy(results)
     verdict = [f"- {results[k]['label']}: {'yes' if v else 'no'}" for k, v in beaten.items()]
+    below = [f"- {r['label']}: "
+             + ", ".join(f"+{h + 1}" for h in range(horizon)
+                         if np.median(np.asarray(r["horizon"]["mse"])[:, h]) < level)
+             for r in results.values() if r["model"] != "copy_last"]
     return "\n".join([
         "# Frame prediction: ConvLSTM, CNN + LSTM + Dense, copy of the last frame", "",
         f"Command: `{common.command_line()}`", "",
@@ -295,6 +310,10 @@ def report(results: dict, args) -> str:
                                "mean"], seed_rows), "",
         "Below the copy's MSE at every step of the horizon, on every seed:", "",
         *(verdict or ["- (no copy baseline in this run)"]), "",
+        "A constant frame at the mean pixel density rho of the observed frames has MSE "
+        f"rho (1 - rho) = {level:.4f}: the level of a prediction that knows how much of "
+        "a frame is lit but not where. Steps of the horizon at which a model's median "
+        "MSE is below it:", "", *(below or ["- (no trained model in this run)"]), "",
         "Plots: horizon.png (each error against the step of the horizon, median and "
         "min-max over seeds), frames.png (a test clip: the last observed frame and the "
         "true future above each model's rollout, first seed).", ""])
@@ -342,9 +361,11 @@ def main(argv=None):
                      run(kind, cell, batch_fn, test, args, args.out / common.folder(key)))
                for key, kind, cell in units(args)}
     plot(results, test, args)
+    level = constant_mse(test, args)
     common.write_results(args, {"horizon": args.frames - args.observed,
-                                "beats_copy": beats_copy(results), "results": results},
-                         report(results, args))
+                                "beats_copy": beats_copy(results),
+                                "constant_frame_mse": level, "results": results},
+                         report(results, args, level))
     return results
 
 

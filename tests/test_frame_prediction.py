@@ -131,6 +131,10 @@ def test_study_tiny(tmp_path, capsys):
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["observed"] == 3 and saved["horizon"] == 2
     assert set(saved["beats_copy"]) == {"conv/convlstm"}
+    rho = np.mean(np.asarray(bouncing.bouncing_batch(
+        jax.random.key(frame_prediction.TEST_KEY), 4, 5, 10, objects=1,
+        radius=frame_prediction.DEFAULTS["radius"]).videos[:, :3]))
+    np.testing.assert_allclose(saved["constant_frame_mse"], rho * (1 - rho), rtol=1e-6)
     report = (out / "report.md").read_text()
     assert "copy last frame" in report and "| ConvLSTM | 1 |" in report
     assert (out / "horizon.png").stat().st_size > 0 and (out / "frames.png").stat().st_size > 0
