@@ -229,6 +229,62 @@ def feature_size(name: str, x, expected: int):
                          f"(shape [..., {expected}]), got shape {tuple(x.shape)}")
 
 
+def input_shape(model, params) -> tuple[int, ...]:
+    """The shape of one step's input without its batch axes: `model.input_shape_of(params)`
+    where the model declares it (the convolutional cells: (H, W, C_in)), else
+    (input_size,) for a model that reads vectors (a user's cell need not declare it)."""
+    shape_of = getattr(model, "input_shape_of", None)
+    if shape_of is None:
+        return (model.input_size_of(params),)
+    return tuple(int(d) for d in shape_of(params))
+
+
+def output_shape(model) -> tuple[int, ...]:
+    """The shape of one step's output without its batch axes (see `input_shape`)."""
+    return tuple(getattr(model, "output_shape", (model.output_size,)))
+
+
+#: the names of the feature axes of a step's input, by their number, for the messages
+_FEATURE_AXES = {1: "F", 3: "H, W, C"}
+
+
+def _feature_layout(rank: int) -> str:
+    return _FEATURE_AXES.get(rank, ", ".join(f"D{i}" for i in range(rank)))
+
+
+def features(name: str, x, expected: tuple[int, ...], layout: str):
+    """Check that x [..., *expected] ends with one step's input shape `expected`: the
+    last axis alone for vector inputs (the message of `feature_size`), the whole map
+    for the convolutional cells' [..., H, W, C]."""
+    if len(expected) == 1:
+        feature_size(name, x, expected[0])
+    elif tuple(x.shape[x.ndim - len(expected):]) != tuple(expected):
+        raise ValueError(f"{name} must have shape {layout} with "
+                         f"({_feature_layout(len(expected))}) = {tuple(expected)}, got shape "
+                         f"{tuple(x.shape)}")
+
+
+def sequence_input(name: str, xs, expected: tuple[int, ...], time_major: bool = False):
+    """Check sequences xs [B, T, *expected] ([T, B, *expected] with `time_major`): float,
+    of rank 2 + len(expected), ending with one step's input shape. Vector inputs keep
+    the layout [B, T, F]; return xs as a jax array."""
+    lead = "T, B" if time_major else "B, T"
+    layout = f"[{lead}, {_feature_layout(len(expected))}]" + \
+        (" (time_major=True)" if time_major else "")
+    xs = float_array(name, xs, rank=2 + len(expected), layout=layout)
+    features(name, xs, expected, layout)
+    return xs
+
+
+def step_input(name: str, x, expected: tuple[int, ...]):
+    """Check one step's input x [*batch, *expected]; return it as a jax array."""
+    layout = ("[*batch, input_size]" if len(expected) == 1
+              else f"[*batch, {_feature_layout(len(expected))}]")
+    x = float_array(name, x, min_rank=len(expected), layout=layout)
+    features(name, x, expected, layout)
+    return x
+
+
 def seq_lengths(lengths, batch: int, time: int):
     """Check a `[B]` integer array of lengths in `[0, T]` (values only when concrete)."""
     if not hasattr(lengths, "shape"):
@@ -417,14 +473,14 @@ def one_step_map(model):
 
 
 def batch_major_sequences(model, params, xs, carry):
-    """Check the model, its params, and xs [B, T, F] (B, T >= 1: a probe of nothing is
-    an error, not an empty answer) against the model's input size; return
+    """Check the model, its params, and xs [B, T, F] (or [B, T, H, W, C] for the
+    convolutional cells; B, T >= 1: a probe of nothing is an error, not an empty
+    answer) against the model's input size; return
     (xs, carry or the initial one)."""
     sequence_model("cell", model)
     one_step_map(model)
     model_params(model, params)
-    xs = float_array("xs", xs, rank=3, layout="[B, T, F]")
-    feature_size("xs", xs, model.input_size_of(params))
+    xs = sequence_input("xs", xs, input_shape(model, params))
     if xs.shape[0] < 1 or xs.shape[1] < 1:
         raise ValueError(f"xs must hold at least one sequence (B >= 1) of at least one "
                          f"step (T >= 1) [B, T, F], got shape {tuple(xs.shape)}")

@@ -100,6 +100,13 @@ class Stacked(Cell):
     def input_size_of(self, params):
         return self.layers[0].input_size_of(params[0])
 
+    def input_shape_of(self, params):
+        return _checks.input_shape(self.layers[0], params[0])
+
+    @property
+    def output_shape(self):
+        return _checks.output_shape(self.layers[-1])
+
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         """A tuple with each layer's initial carry."""
         batch_shape = _checks.batch_shape(batch_shape)
@@ -209,6 +216,14 @@ class Bidirectional:
 
     def input_size_of(self, params):
         return self.fwd.input_size_of(params["fwd"])
+
+    def input_shape_of(self, params):
+        return _checks.input_shape(self.fwd, params["fwd"])
+
+    @property
+    def output_shape(self):
+        """The directions' outputs joined along their last axis (channels for maps)."""
+        return (*_checks.output_shape(self.fwd)[:-1], self.output_size)
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         batch_shape = _checks.batch_shape(batch_shape)

@@ -102,3 +102,68 @@ def run(cell, params, xs, lengths=None, reverse=False):
             carry, ys[b, t] = step(p, carry, xs[b, t])
         finals.append(carry)
     return ys, finals
+
+
+def conv2d_same(x, kernel):
+    """The "SAME" 2D cross-correlation of one map x [H, W, C_in] with kernel
+    [k, k, C_in, C_out], odd k, zero padding, written as the sum over the kernel's
+    offsets: out[i, j] = sum_{a, b} x[i + a - k // 2, j + b - k // 2] @ kernel[a, b]."""
+    k = kernel.shape[0]
+    height, width, _ = x.shape
+    half = k // 2
+    padded = np.zeros((height + 2 * half, width + 2 * half, x.shape[2]))
+    padded[half:half + height, half:half + width] = x
+    out = np.zeros((height, width, kernel.shape[3]))
+    for i in range(height):
+        for j in range(width):
+            for a in range(k):
+                for b in range(k):
+                    out[i, j] += padded[i + a, j + b] @ kernel[a, b]
+    return out
+
+
+def convlstm_step(p, carry, x):
+    """Shi et al. (2015) without peepholes, one map: gates i, f, g, o are each a
+    convolution of x and of h plus a bias, taken gate by gate."""
+    h, c = carry
+    C = h.shape[-1]
+    gate = lambda k: conv2d_same(x, p["W_x"][..., k * C:(k + 1) * C]) \
+        + conv2d_same(h, p["W_h"][..., k * C:(k + 1) * C]) + p["b"][k * C:(k + 1) * C]
+    i, f, g, o = sigmoid(gate(0)), sigmoid(gate(1)), np.tanh(gate(2)), sigmoid(gate(3))
+    c_new = f * c + i * g
+    h_new = o * np.tanh(c_new)
+    return (h_new, c_new), h_new
+
+
+def convgru_step(p, h, x):
+    """The GRU's equations (reset before the recurrent convolution) with convolutions."""
+    C = h.shape[-1]
+    wx = lambda k: conv2d_same(x, p["W_x"][..., k * C:(k + 1) * C]) + p["b"][k * C:(k + 1) * C]
+    wh = lambda k, v: conv2d_same(v, p["W_h"][..., k * C:(k + 1) * C])
+    r = sigmoid(wx(0) + wh(0, h))
+    z = sigmoid(wx(1) + wh(1, h))
+    n = np.tanh(wx(2) + wh(2, r * h))
+    h = (1 - z) * n + z * h
+    return h, h
+
+
+def run_conv(cell, params, xs, lengths=None, reverse=False):
+    """`run` for a convolutional cell: xs [B, T, H, W, C_in] -> outputs [B, T, H, W, C]
+    (zero past each length) and final carries, one sequence and one step at a time."""
+    import rnnjax as rj
+    p = _np(params)
+    xs = np.asarray(xs, np.float64)
+    B, T = xs.shape[:2]
+    zeros = np.zeros((*cell.spatial_shape, cell.hidden_channels))
+    step, carry0 = ((convlstm_step, (zeros, zeros)) if isinstance(cell, rj.ConvLSTM)
+                    else (convgru_step, zeros))
+    lengths = [T] * B if lengths is None else list(np.asarray(lengths))
+    ys = np.zeros((B, T, *zeros.shape))
+    finals = []
+    for b in range(B):
+        carry = carry0
+        order = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
+        for t in order:
+            carry, ys[b, t] = step(p, carry, xs[b, t])
+        finals.append(carry)
+    return ys, finals

@@ -2,13 +2,15 @@
 
 from rnnjax.cells.base import Cell, StepRule, Strategy
 from rnnjax.cells.clockwork import ClockworkCarry, ClockworkRNN
+from rnnjax.cells.conv import CONV_CELL_TYPES, ConvGRU, ConvLSTM, make_conv
 from rnnjax.cells.echo_state import EchoState
 from rnnjax.cells.gru import GRU
 from rnnjax.cells.linear import LRU, LinearRecurrence, MinGRU, MinLSTM
 from rnnjax.cells.lstm import LSTM, LSTMCarry, PeepholeLSTM
 from rnnjax.cells.simple import IRNN, SimpleRNN
 
-#: the cell types by the names experiments use on their command line
+#: the cell types by the names experiments use on their command line (the
+#: convolutional cells, which need a spatial shape, are in `CONV_CELL_TYPES`)
 CELL_TYPES = {
     "tanh": SimpleRNN,
     "relu": lambda hidden_size, **kw: SimpleRNN(hidden_size, activation="relu", **kw),
@@ -32,6 +34,7 @@ def make(name: str, hidden_size: int, **options) -> Cell:
 
 __all__ = [
     "CELL_TYPES",
+    "CONV_CELL_TYPES",
     "GRU",
     "IRNN",
     "LRU",
@@ -39,6 +42,8 @@ __all__ = [
     "Cell",
     "ClockworkCarry",
     "ClockworkRNN",
+    "ConvGRU",
+    "ConvLSTM",
     "EchoState",
     "LSTMCarry",
     "LinearRecurrence",
@@ -49,4 +54,5 @@ __all__ = [
     "StepRule",
     "Strategy",
     "make",
+    "make_conv",
 ]

@@ -138,6 +138,16 @@ class Cell:
     def input_size_of(self, params: Params) -> int:
         return params["W_x"].shape[0]
 
+    def input_shape_of(self, params: Params) -> tuple[int, ...]:
+        """One step's input shape without batch axes: (input_size,) for a cell that
+        reads vectors, (H, W, C_in) for the convolutional cells."""
+        return (self.input_size_of(params),)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """One step's output shape without batch axes: (output_size,), or (H, W, C)."""
+        return (self.output_size,)
+
     # -- state ------------------------------------------------------------------
     def initial_carry(self, batch_shape=(), dtype=jnp.float32) -> Carry:
         """Zeros; the carry of the plain cells is the hidden state h [*batch, H].
@@ -182,11 +192,12 @@ class Cell:
 
 
 def checked_step_input(model, params, carry, x):
-    """Check one step's params, carry and input x [*batch, input_size]; return x."""
+    """Check one step's params, carry and input x [*batch, input_size] (a map
+    [*batch, H, W, C] for the convolutional cells); return x."""
     _checks.model_params(model, params)
-    x = _checks.float_array("x", x, min_rank=1, layout="[*batch, input_size]")
-    _checks.feature_size("x", x, model.input_size_of(params))
-    _checks.carry_or_initial(model, carry, tuple(x.shape[:-1]),
+    shape = _checks.input_shape(model, params)
+    x = _checks.step_input("x", x, shape)
+    _checks.carry_or_initial(model, carry, tuple(x.shape[:x.ndim - len(shape)]),
                              _checks.compute_dtype(params, x))
     return x
 

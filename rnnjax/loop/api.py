@@ -25,7 +25,8 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
     Args:
       model: a cell, a `Stacked` or a `Bidirectional`.
       params: the model's params (from `model.init`).
-      xs: float [B, T, F], or [T, B, F] with `time_major=True`.
+      xs: float [B, T, F], or [T, B, F] with `time_major=True`; for the convolutional
+        cells (`ConvLSTM`, `ConvGRU`) feature maps [B, T, H, W, C] ([T, B, H, W, C]).
       carry: the initial carry, or None for `model.initial_carry((B,))`.
       seq_lengths: None, or int [B] in [0, T]. Past its length a sequence's carry is
         frozen (the final carry is the carry after its own last step) and its
@@ -68,8 +69,7 @@ def unroll(model, params, xs, carry=None, *, seq_lengths=None, reverse=False,
     if time_major is None:
         time_major = bool(getattr(model, "time_major", None) or False)
     layout = "[T, B, F] (time_major=True)" if time_major else "[B, T, F]"
-    xs = _checks.float_array("xs", xs, rank=3, layout=layout)
-    _checks.feature_size("xs", xs, model.input_size_of(params))
+    xs = _checks.sequence_input("xs", xs, _checks.input_shape(model, params), time_major)
     _checks.finite("xs", xs)
     _checks.finite("carry", carry)
     if not time_major:

@@ -172,7 +172,7 @@ def _check_step(cell, params, carry, input_size, batch_shape) -> None:
     if type(cell).step is Cell.step:
         raise CellProtocolError(f"{name} must define step(params, carry, xp) -> (carry, y), "
                                 f"one recurrent step on the projected input xp")
-    x = jax.ShapeDtypeStruct((*batch_shape, input_size), jnp.float32)
+    x = jax.ShapeDtypeStruct((*batch_shape, *_checks.input_shape(cell, params)), jnp.float32)
     xp = _traced(f"{name}.project_inputs(params, x) with x {list(x.shape)}",
                  cell.project_inputs, params, x)
     try:
@@ -196,14 +196,16 @@ def _check_step(cell, params, carry, input_size, batch_shape) -> None:
             f"{name}.step must return a carry like the one it was given, "
             f"{_shapes(carry)} (from initial_carry), got {_shapes(new)}."
             f"{_gates_hint(cell, xp)}")
-    want = (*batch_shape, cell.output_size)
+    want = (*batch_shape, *_checks.output_shape(cell))
     if not hasattr(y, "shape") or tuple(y.shape) != want:
         raise CellProtocolError(f"{name}.step's output y must have shape {want} ([*batch, "
                                 f"output_size]), got {_shapes(y)}")
     h = _traced(f"{name}.hidden(carry)", cell.hidden, carry)
-    if not hasattr(h, "shape") or tuple(h.shape[:-1]) != batch_shape:
+    if (not hasattr(h, "shape") or len(h.shape) <= len(batch_shape)
+            or tuple(h.shape[:len(batch_shape)]) != batch_shape):
         raise CellProtocolError(f"{name}.hidden(carry) must be the hidden state, an array "
-                                f"[*batch, n] with batch {batch_shape}, got {_shapes(h)}")
+                                f"[*batch, n] (or a map [*batch, H, W, C]) with batch "
+                                f"{batch_shape}, got {_shapes(h)}")
     if cell.strategy is Strategy.LOOP_RULE and not isinstance(cell.loop_rule, StepRule):
         raise CellProtocolError(f"{name}.strategy is LOOP_RULE, so its loop_rule must be a "
                                 f"rnnjax.cells.StepRule, got {type(cell.loop_rule).__name__}")
@@ -216,7 +218,8 @@ def _check_composite(model, params, carry, input_size, batch_shape) -> None:
     if len(batch_shape) != 1:
         raise CellProtocolError(f"a {name} runs over whole sequences: check it with a "
                                 f"batch shape (B,), got {batch_shape}")
-    xs = jax.ShapeDtypeStruct((2, *batch_shape, input_size), jnp.float32)
+    xs = jax.ShapeDtypeStruct((2, *batch_shape, *_checks.input_shape(model, params)),
+                              jnp.float32)
 
     def run(params, xs, carry):
         return model.unroll_time_major(params, xs, carry, lengths=None, reverse=False,
@@ -228,7 +231,7 @@ def _check_composite(model, params, carry, input_size, batch_shape) -> None:
     except Exception as e:
         raise CellProtocolError(f"{name} failed to run over two steps: "
                                 f"{type(e).__name__}: {e}") from e
-    want = (2, *batch_shape, model.output_size)
+    want = (2, *batch_shape, *_checks.output_shape(model))
     if tuple(ys.shape) != want:
         raise CellProtocolError(f"{name} gives outputs of shape {tuple(ys.shape)} over xs "
                                 f"{list(xs.shape)} (time-major); expected {want}")

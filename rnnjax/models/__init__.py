@@ -13,6 +13,8 @@
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
 | `VideoClassifier` | LRCN, 3D CNN, frame by frame, two-stream (loaded on first use: Flax) |
 | `VQA` | image and question encoders fused, an MLP to the answers (loaded on first use) |
+| `FramePredictor` | next frames of videos: ConvLSTM, or CNN + LSTM + Dense (Flax, lazy) |
+| `copy_last` | the frame predictors' baseline: the last observed frame, repeated |
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ _LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.mode
          "VideoClassifier": "rnnjax.models.video_classifier",
          "video_classifier": "rnnjax.models.video_classifier",
          "VQA": "rnnjax.models.vqa", "vqa": "rnnjax.models.vqa",
-         "BoxTracker": "rnnjax.models.box_tracker", "box_tracker": "rnnjax.models.box_tracker"}
+         "BoxTracker": "rnnjax.models.box_tracker", "box_tracker": "rnnjax.models.box_tracker",
+         "FramePredictor": "rnnjax.models.frame_predictor",
+         "copy_last": "rnnjax.models.frame_predictor"}
 
 __all__ = ["VQA", "BoxTracker", "Captioner", "CellWithHead", "CharLM", "Classifier",
-           "EncoderDecoder", "LookupTagger", "Part", "Tagger", "VideoClassifier", "box_tracker",
-           "captioner", "cell_with_head", "char_lm", "classifier", "combine", "fixed",
-           "pack_words", "param_count", "part", "tagger", "video_classifier", "vqa"]
+           "EncoderDecoder", "FramePredictor", "LookupTagger", "Part", "Tagger",
+           "VideoClassifier", "box_tracker", "captioner", "cell_with_head", "char_lm",
+           "classifier", "combine", "copy_last", "fixed", "pack_words", "param_count", "part",
+           "tagger", "video_classifier", "vqa"]
 
 
 def __getattr__(name: str):

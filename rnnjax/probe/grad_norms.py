@@ -60,8 +60,8 @@ def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):
         return loss_fn(jnp.swapaxes(hs, 0, 1))
 
     zeros = jnp.zeros((xs.shape[1], *cell.hidden(carry).shape), xs.dtype)
-    grads = jax.grad(loss_of_perturbation)(zeros)             # [T, B, H]
-    norms = scaled_norm(grads)                                 # [T, B]
+    grads = jax.grad(loss_of_perturbation)(zeros)             # [T, B, *h]
+    norms = scaled_norm(grads.reshape(*grads.shape[:2], -1))   # [T, B]: h flattened
     return norms.T if per_example else norms.mean(axis=1)
 
 
@@ -189,12 +189,12 @@ def naive_hidden_grad_norms(cell, params, xs, loss_fn):
             c = cell.replace_hidden(carry_k, h_k)
             y_k = cell.output(params, c, cell.project_inputs(params, xs[:, k]))
             ys_tail = unroll(cell, params, xs[:, k + 1:], carry=c)[1] if k + 1 < steps \
-                else jnp.zeros((batch, 0, y_k.shape[-1]))
+                else jnp.zeros((batch, 0, *y_k.shape[1:]))
             ys = jnp.concatenate([ys_head[:, :k], y_k[:, None], ys_tail], axis=1)
             return loss_fn(ys)
 
         g = jax.grad(loss_of_h)(cell.hidden(carry_k))
-        norms.append(jnp.linalg.norm(g, axis=-1))
+        norms.append(jnp.linalg.norm(g.reshape(batch, -1), axis=-1))
     return jnp.stack(norms, axis=1)  # [B, T]
 
 

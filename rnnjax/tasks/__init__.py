@@ -4,6 +4,7 @@ loaders of real data sets shipped inside packages' wheels (each needs an extra:
 missing package raises an ImportError naming the extra)."""
 
 from rnnjax.tasks.adding import ADDING_BASELINE_MSE, adding_batch
+from rnnjax.tasks.bouncing import Bouncing, bouncing_batch
 from rnnjax.tasks.clips import Clips, clip_batch
 from rnnjax.tasks.copy_memory import copy_memory_baseline, copy_memory_batch
 from rnnjax.tasks.digits import load_digits_sequences, pixel_permutation
@@ -21,6 +22,7 @@ from rnnjax.tasks.vocab import WordVocab
 
 __all__ = [
     "ADDING_BASELINE_MSE",
+    "Bouncing",
     "CharVocab",
     "Clips",
     "EntityCorpus",
@@ -31,6 +33,7 @@ __all__ = [
     "WordVocab",
     "adding_batch",
     "airline",
+    "bouncing_batch",
     "clip_batch",
     "copy_memory_baseline",
     "copy_memory_batch",

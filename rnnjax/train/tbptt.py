@@ -96,8 +96,7 @@ def tbptt_value_and_grad(model, params, xs, targets, loss_fn: Callable, k1: int,
     k2 = _checks.positive_int("k2", k2)
     _checks.sequence_model("model", model)
     _checks.model_params(model, params)
-    xs = _checks.float_array("xs", xs, rank=3, layout="[B, T, F]")
-    _checks.feature_size("xs", xs, model.input_size_of(params))
+    xs = _checks.sequence_input("xs", xs, _checks.input_shape(model, params))
     batch, steps = xs.shape[0], xs.shape[1]
     if steps == 0:
         raise ValueError("xs must have at least one time step (T >= 1), got shape "
