@@ -9,6 +9,7 @@
 | `LookupTagger` | the training entities as a table (a baseline without parameters) |
 | `CharLM` | embedding, stacked cells, logits of the next character |
 | `Captioner` | a CNN encoder and a recurrent decoder (loaded on first use: Flax) |
+| `SpectrogramClassifier` | CNN columns of a spectrogram into a cell or averaged; a cell on frames |
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
 """
 
@@ -25,11 +26,14 @@ from rnnjax.models.tagger import Tagger, pack_words, tagger
 from rnnjax.seq2seq import EncoderDecoder
 
 #: names whose modules import flax.linen: loaded on first use
-_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner"}
+_LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.models.image_captioner",
+         "SpectrogramClassifier": "rnnjax.models.spectrogram_classifier",
+         "spectrogram_classifier": "rnnjax.models.spectrogram_classifier"}
 
 __all__ = ["Captioner", "CellWithHead", "CharLM", "Classifier", "EncoderDecoder",
-           "LookupTagger", "Part", "Tagger", "captioner", "cell_with_head", "char_lm",
-           "classifier", "combine", "fixed", "pack_words", "param_count", "part", "tagger"]
+           "LookupTagger", "Part", "SpectrogramClassifier", "Tagger", "captioner",
+           "cell_with_head", "char_lm", "classifier", "combine", "fixed", "pack_words",
+           "param_count", "part", "spectrogram_classifier", "tagger"]
 
 
 def __getattr__(name: str):
