@@ -32,6 +32,9 @@ generated wav files under data/; each run checkpoints to its own folder.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import shutil
 import time
 from pathlib import Path
 
@@ -116,18 +119,30 @@ def spectrograms(folder: Path, args) -> LabelledSequences:
     return audio.clips_to_sequences(clips, args.frame_length, args.hop, mels=args.mels)
 
 
+def setting_folder(key: str) -> str:
+    """A setting's key as a folder: '4 speakers/-5 dB' -> '4_speakers/minus5_dB' (the
+    sign kept, which `common.folder` would drop)."""
+    return common.folder(key.replace("-", "minus"))
+
+
 def generated(n: int, snr: float, args) -> tuple[Path, Path]:
     """The folders of the generated train and test clips of n speakers at `snr` dB,
-    written on first use (a `complete` file marks a folder finished)."""
+    written on first use; a `made.json` in each records what it holds, and a folder
+    made with other settings (or unfinished) is made again."""
     speakers = vc.draw_speakers(n, args.voice_seed)
-    base = args.out / "data" / common.folder(f"{n} speakers {snr:g} dB")
+    base = args.out / "data" / setting_folder(f"{n} speakers/{snr:g} dB")
     folders = []
     for split, seed, count in (("train", TRAIN_SEED, args.train_clips),
                                ("test", TEST_SEED, args.test_clips)):
-        folder = base / split
-        if not (folder / "complete").exists():
+        folder, made = base / split, {"speakers": [s._asdict() for s in speakers],
+                                      "clips": count, "seed": seed, "snr": snr,
+                                      "rate": args.rate}
+        marker = folder / "made.json"
+        if not (marker.exists() and json.loads(marker.read_text()) == json.loads(
+                json.dumps(made))):
+            shutil.rmtree(folder, ignore_errors=True)
             vc.write_voice_folder(folder, speakers, count, seed, snr, args.rate)
-            (folder / "complete").write_text("")
+            common.write_json(marker, made)
         folders.append(folder)
     return folders[0], folders[1]
 
@@ -426,6 +441,11 @@ def report(results: dict, data: list[dict], real: dict, hit: dict, args) -> str:
 def check(args) -> None:
     """Fail on a bad cell, model size or spectrogram setting before any work."""
     common.check_cells(args)
+    if any(math.isnan(snr) for snr in args.snrs):
+        raise ValueError(f"--snrs must be numbers of dB (inf: no noise), got {args.snrs}")
+    if min(args.speakers) < 2:
+        raise ValueError(f"--speakers must be at least 2 (a class per speaker), got "
+                         f"{args.speakers}")
     if args.hop > args.frame_length:
         raise ValueError(f"--hop ({args.hop}) must not exceed --frame-length "
                          f"({args.frame_length})")
@@ -447,7 +467,7 @@ def main(argv=None):
     results, summary = {}, []
     for s in data:
         results[s.key] = {key: run(kind, cell, s.train, s.test, args,
-                                   args.out / common.folder(f"{s.key}/{key}"), s.key)
+                                   args.out / setting_folder(f"{s.key}/{key}"), s.key)
                           for key, kind, cell in units(args)}
         summary.append({"key": s.key, "speakers": s.speakers, "snr": s.snr,
                         "classes": list(s.train.classes), "train_size": len(s.train.labels),

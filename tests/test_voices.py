@@ -4,6 +4,7 @@ folder read back; the spectrogram classifier's three kinds against the computati
 by hand; and the voices study at a tiny size."""
 
 import json
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -217,3 +218,29 @@ def test_voices_study_at_a_tiny_size(tmp_path, capsys):
                        "argument --models: must be among")
     assert_usage_error(capsys, study.main, ["--hop", "300", "--out", str(tmp_path / "x")],
                        "--hop .* must not exceed --frame-length")
+
+
+def test_generated_folders_are_remade_when_their_settings_change(tmp_path):
+    args = SimpleNamespace(out=tmp_path, voice_seed=0, train_clips=2, test_clips=1,
+                           rate=RATE)
+    train, test = study.generated(2, -5.0, args)
+    assert "minus5" in str(train) and len(list(train.rglob("*.wav"))) == 4
+    first = (train / "speaker00" / "0000.wav").read_bytes()
+    assert study.generated(2, -5.0, args)[0] == train        # the same: kept
+    assert (train / "speaker00" / "0000.wav").read_bytes() == first
+    args.train_clips = 3
+    study.generated(2, -5.0, args)
+    assert len(list(train.rglob("*.wav"))) == 6 and len(list(test.rglob("*.wav"))) == 2
+    assert study.setting_folder("4 speakers/-5 dB") != study.setting_folder("4 speakers/5 dB")
+
+
+def test_real_recordings_are_skipped_with_a_message_without_their_extra(monkeypatch, capsys):
+    def missing(name, split):
+        raise ImportError("this loader needs the package 'aeon', which is not installed: "
+                          "pip install 'rnnjax[recordings]'")
+    monkeypatch.setattr(study, "load_recordings", missing)
+    args = SimpleNamespace(real=["JapaneseVowels"], models=["rnn"])
+    assert "rnnjax[recordings]" in study.real_recordings(args)["skipped"]
+    assert "real recordings skipped" in capsys.readouterr().out
+    args.models = ["cnn_rnn"]      # the RNN on frames not asked: nothing to run
+    assert study.real_recordings(args) == {}
