@@ -343,14 +343,17 @@ def plot(results: dict, data: list[dict], examples, args) -> None:
     if examples is None:
         return
     classes = examples.classes
-    fig, axes = plt.subplots(1, len(classes), figsize=(2.6 * len(classes), 3), squeeze=False)
-    for label, ax in enumerate(axes[0]):
+    cols = min(len(classes), 4)
+    rows = -(-len(classes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(classes):]:
+        ax.axis("off")
+    for label, ax in enumerate(axes.flat[:len(classes)]):
         row = int(np.flatnonzero(examples.labels == label)[0])
         spec = examples.xs[row, :examples.lengths[row]]
         ax.imshow(spec.T, origin="lower", aspect="auto", cmap="magma",
                   extent=(0, len(spec) * args.hop / args.rate, 0, args.mels))
-        ax.set(title=classes[label], xlabel="seconds")
-    axes[0, 0].set_ylabel("mel band")
+        ax.set(title=classes[label], xlabel="seconds", ylabel="mel band")
     common.save_figure(fig, args.out / "spectrograms.png")
 
 

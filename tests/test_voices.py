@@ -244,3 +244,22 @@ def test_real_recordings_are_skipped_with_a_message_without_their_extra(monkeypa
     assert "real recordings skipped" in capsys.readouterr().out
     args.models = ["cnn_rnn"]      # the RNN on frames not asked: nothing to run
     assert study.real_recordings(args) == {}
+
+
+def test_a_folder_of_ones_own_recordings_becomes_one_setting(tmp_path):
+    """--data-dir: DIR/train and DIR/test read as they are (here written by the
+    generator, at another rate), padded to one length, standardised by the training set."""
+    speakers = vc.draw_speakers(3, seed=9)
+    vc.write_voice_folder(tmp_path / "train", speakers, 3, seed=1, snr_db=20.0, rate=16000)
+    vc.write_voice_folder(tmp_path / "test", speakers, 2, seed=2, snr_db=20.0, rate=16000)
+    args = SimpleNamespace(data_dir=tmp_path, rate=RATE, frame_length=256, hop=80, mels=20)
+    (setting,) = study.settings(args)
+    assert setting.key == "recordings" and setting.speakers == 3 and setting.snr is None
+    assert setting.train.classes == setting.test.classes == tuple(s.name for s in speakers)
+    assert setting.train.xs.shape[1:] == setting.test.xs.shape[1:]
+    assert setting.train.xs.shape[2] == 20 and len(setting.test.labels) == 6
+    valid = np.arange(setting.train.xs.shape[1])[None, :] < setting.train.lengths[:, None]
+    frames = setting.train.xs[valid]                       # standardised per band
+    np.testing.assert_allclose(frames.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(frames.std(0), 1, atol=1e-3)
+    assert not setting.train.xs[~valid].any()
