@@ -8,7 +8,8 @@
 (2, 5, 8)
 
 The parts that need a heavy optional dependency load on first use, so `import rnnjax`
-pulls in neither flax.linen nor matplotlib: `rj.vision` (convolutional encoders, Flax),
+pulls in neither flax.linen, SciPy's signal processing nor matplotlib: `rj.audio` (wav
+files and spectrograms, SciPy), `rj.vision` (convolutional encoders, Flax),
 `rj.linen` and `rj.nnx` (our cells in Flax models), `rj.models`.
 """
 
@@ -40,8 +41,8 @@ from rnnjax.loop import CellProtocolError, check_cell, reverse_within_lengths, u
 __version__ = "0.1.0"
 
 #: submodules loaded on first access as attributes (`rj.vision`): each needs a heavy
-#: optional dependency (Flax), and none of them is imported by the modules above
-LAZY_SUBMODULES = ("linen", "models", "nnx", "vision")
+#: dependency (Flax; SciPy for audio), and none of them is imported by the modules above
+LAZY_SUBMODULES = ("audio", "linen", "models", "nnx", "vision")
 
 
 def __getattr__(name: str):

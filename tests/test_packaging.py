@@ -44,12 +44,13 @@ def test_import_loads_neither_flax_linen_nor_matplotlib_nor_a_tracker():
 import sys
 import rnnjax as rj
 import rnnjax.train
-heavy = [m for m in ("flax.linen", "flax.nnx", "matplotlib", "tensorboardX", "wandb", "mlflow")
-         if m in sys.modules]
+heavy = [m for m in ("flax.linen", "flax.nnx", "matplotlib", "tensorboardX", "wandb", "mlflow",
+                    "scipy.signal", "scipy.io.wavfile") if m in sys.modules]
 assert not heavy, heavy
 assert "vision" in dir(rj) and "models" in dir(rj)
 encoder = rj.vision.ImageEncoder   # loads on first use
 assert "flax.linen" in sys.modules and rj.vision is sys.modules["rnnjax.vision"]
+assert rj.audio.spectrogram and "scipy.signal" in sys.modules   # audio: on first use too
 assert rj.crf.viterbi and rj.decode.greedy and rj.filters.kalman_filter
 assert rj.seq2seq and rj.interop.from_torch and rj.linen and rj.nnx
 try:

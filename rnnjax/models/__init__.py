@@ -10,6 +10,7 @@
 | `CharLM` | embedding, stacked cells, logits of the next character |
 | `Captioner` | a CNN encoder and a recurrent decoder (loaded on first use: Flax) |
 | `BoxTracker` | frame and template CNNs, a cell, a box per frame (loaded on first use: Flax) |
+| `SpectrogramClassifier` | CNN columns of a spectrogram into a cell or averaged; a cell on frames |
 | `EncoderDecoder` | the encoder-decoder of `rnnjax.seq2seq` |
 | `VideoClassifier` | LRCN, 3D CNN, frame by frame, two-stream (loaded on first use: Flax) |
 | `VQA` | image and question encoders fused, an MLP to the answers (loaded on first use) |
@@ -36,13 +37,15 @@ _LAZY = {"Captioner": "rnnjax.models.image_captioner", "captioner": "rnnjax.mode
          "VQA": "rnnjax.models.vqa", "vqa": "rnnjax.models.vqa",
          "BoxTracker": "rnnjax.models.box_tracker", "box_tracker": "rnnjax.models.box_tracker",
          "FramePredictor": "rnnjax.models.frame_predictor",
-         "copy_last": "rnnjax.models.frame_predictor"}
+         "copy_last": "rnnjax.models.frame_predictor",
+         "SpectrogramClassifier": "rnnjax.models.spectrogram_classifier",
+         "spectrogram_classifier": "rnnjax.models.spectrogram_classifier"}
 
 __all__ = ["VQA", "BoxTracker", "Captioner", "CellWithHead", "CharLM", "Classifier",
-           "EncoderDecoder", "FramePredictor", "LookupTagger", "Part", "Tagger",
-           "VideoClassifier", "box_tracker", "captioner", "cell_with_head", "char_lm",
+           "EncoderDecoder", "FramePredictor", "LookupTagger", "Part", "SpectrogramClassifier",
+           "Tagger", "VideoClassifier", "box_tracker", "captioner", "cell_with_head", "char_lm",
            "classifier", "combine", "copy_last", "fixed", "pack_words", "param_count", "part",
-           "tagger", "video_classifier", "vqa"]
+           "spectrogram_classifier", "tagger", "video_classifier", "vqa"]
 
 
 def __getattr__(name: str):
