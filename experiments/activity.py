@@ -13,8 +13,8 @@ to classify a video that the course material compares (`rnnjax.models.VideoClass
   the flattened map projected to the class scores;
 - (c) frame by frame: a CNN scores each frame alone; the clip's label is the mean of
   the frames' scores, or the majority vote of the frames' labels (both reported). It
-  cannot see motion, and its accuracy shows what a single frame is worth here
-  (chance, 0.25, by construction);
+  cannot see motion, only which places the frames visit (a single frame alone is at
+  chance, 0.25, by construction: see `rnnjax.tasks.clips`);
 - (d) two-stream: a spatial stream as (c) and a temporal stream, a CNN on the stacked
   differences between consecutive frames (`two_stream`) or on their Horn-Schunck
   optical flow (`two_stream_flow`), trained as two networks and fused late (the mean
@@ -365,9 +365,10 @@ def report(results: dict, args) -> str:
              "params", "ms per clip", "train seconds", "diverged"], rows), ""]
     lines += [
         "A frame alone holds no information on the label here (rnnjax.tasks.clips "
-        "explains why this is exact): frame by frame, and the spatial stream alone, can "
-        "only be at chance, whatever their training; the other models must compare "
-        "frames. The loss of a two-stream model is that of its fused scores.", "",
+        "explains why this is exact). Frame by frame, and the spatial stream alone, "
+        "see a clip only as the places its frames visit, a weak trace of the axis of "
+        "motion and none of its direction; the other models compare frames. The loss "
+        "of a two-stream model is that of its fused scores.", "",
         "Plots: accuracy.png (for the largest training set: test accuracy against "
         "training step, median and min-max over seeds; after training, per seed; median "
         "accuracy against time per clip, marker area growing with the parameter count), "

@@ -12,8 +12,10 @@ the target starts at a uniformly random place, and on a torus start + t * veloci
 is then uniform at every frame t whatever the velocity; the distractor's place is
 uniform at every frame the same way, independently, and the noise is independent
 of everything. So frame t has one distribution for every label; only how the frames
-follow each other carries the label. A model that scores frames one by one and
-averages is at chance; a model must compare frames.
+follow each other carries the label. A classifier of one frame is at chance. A sum of
+per-frame scores is not quite: it sees the path only through which places the frames
+visit (a vertical mover stays in its column, a horizontal one sweeps the rows), a weak
+trace of the axis of motion; to tell the direction a model must compare frames.
 
 Clips are a pure function of a PRNG key (jit-able with the sizes static; compiled
 already, once per size and motion setting).
