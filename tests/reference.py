@@ -89,11 +89,17 @@ def step_fn(cell):
 def run(cell, params, xs, lengths=None, reverse=False):
     """Outputs [B, T, H] (zero past each length) and final carries, one sequence at a time."""
     step, carry0 = step_fn(cell)
-    p = _np(params)
+    return run_steps(step, carry0, (cell.hidden_size,), _np(params), xs, lengths, reverse)
+
+
+def run_steps(step, carry0, output_shape, p, xs, lengths=None, reverse=False):
+    """`step` over each sequence of xs [B, T, ...] from `carry0`, within its length
+    (backwards with `reverse`): outputs [B, T, *output_shape] (zero past each length)
+    and the final carries."""
     xs = np.asarray(xs, np.float64)
-    B, T, _ = xs.shape
+    B, T = xs.shape[:2]
     lengths = [T] * B if lengths is None else list(np.asarray(lengths))
-    ys = np.zeros((B, T, cell.hidden_size))
+    ys = np.zeros((B, T, *output_shape))
     finals = []
     for b in range(B):
         carry = carry0
@@ -151,19 +157,7 @@ def run_conv(cell, params, xs, lengths=None, reverse=False):
     """`run` for a convolutional cell: xs [B, T, H, W, C_in] -> outputs [B, T, H, W, C]
     (zero past each length) and final carries, one sequence and one step at a time."""
     import rnnjax as rj
-    p = _np(params)
-    xs = np.asarray(xs, np.float64)
-    B, T = xs.shape[:2]
     zeros = np.zeros((*cell.spatial_shape, cell.hidden_channels))
     step, carry0 = ((convlstm_step, (zeros, zeros)) if isinstance(cell, rj.ConvLSTM)
                     else (convgru_step, zeros))
-    lengths = [T] * B if lengths is None else list(np.asarray(lengths))
-    ys = np.zeros((B, T, *zeros.shape))
-    finals = []
-    for b in range(B):
-        carry = carry0
-        order = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
-        for t in order:
-            carry, ys[b, t] = step(p, carry, xs[b, t])
-        finals.append(carry)
-    return ys, finals
+    return run_steps(step, carry0, zeros.shape, _np(params), xs, lengths, reverse)
