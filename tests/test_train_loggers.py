@@ -9,6 +9,7 @@ import math
 import os
 import struct
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -144,11 +145,27 @@ def wandb_records(path):
             parts = b""
 
 
+def finished_wandb_records(path, timeout=60.0):
+    """The records of a W&B run file once it ends with the run's exit record: W&B's
+    service process may still be writing the file's last blocks when `finish` returns
+    (seen once, on a loaded machine, as a file that held the run's config but none of
+    its history)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(wandb_records(path))
+        if records and records[-1].WhichOneof("record_type") == "exit":
+            return records
+        assert time.monotonic() < deadline, (
+            f"{path} has no exit record {timeout} s after the run finished; its records: "
+            f"{[r.WhichOneof('record_type') for r in records]}")
+        time.sleep(0.2)
+
+
 def read_wandb(directory):
     """((name, step) -> value, config) of the one offline run under `directory`."""
     (path,) = glob.glob(os.path.join(directory, "wandb", "offline-run-*", "run-*.wandb"))
     history, config = {}, {}
-    for record in wandb_records(path):
+    for record in finished_wandb_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             for item in record.history.item:
