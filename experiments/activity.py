@@ -138,19 +138,6 @@ def training_data(count: int, args):
     return lambda step: (lambda xs, _, ys: (xs, ys))(*epochs(step))
 
 
-def seconds_per_clip(model, params, videos, repeats: int) -> float:
-    """Inference time per clip: the jitted logits on `videos`, compiled first, the
-    median of `repeats` timed calls (each waited for) divided by the batch size."""
-    logits = jax.jit(model.logits)
-    jax.block_until_ready(logits(params, videos))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(logits(params, videos))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) / videos.shape[0]
-
-
 def run(kind: str, cell: str | None, train_clips: int, test, args, run_dir: Path) -> dict:
     """Train `args.seeds` models of `kind` at once on `train_clips` clips (0: fresh
     ones) and score them on `test` (videos, labels): test accuracy every
@@ -203,7 +190,9 @@ def run(kind: str, cell: str | None, train_clips: int, test, args, run_dir: Path
     label = MODEL_TEXT[kind] + (f" ({common.cell_label(cell)})" if kind == "lrcn" else "")
     return {"model": kind, "cell": cell, "label": label, "train_clips": train_clips,
             "params": param_count(first),
-            "seconds_per_clip": seconds_per_clip(model, first, timing, args.timing_repeats),
+            "seconds_per_clip": common.timed(model.logits, first, timing,
+                                             repeats=args.timing_repeats,
+                                             examples=timing.shape[0])[0],
             "timing_batch": int(timing.shape[0]), "curve": curve,
             "steps_to_learned": steps_to(curve, LEARNED),
             "final": final, "nonfinite": trained.params is None,

@@ -22,6 +22,7 @@ import re
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -396,6 +397,20 @@ def train_seconds(history: list[dict]) -> float:
     """Wall time from the first logged step to the last (a resumed run's includes the
     pause)."""
     return history[-1]["time"] - history[0]["time"] if history else 0.0
+
+
+def timed(fn, *args, repeats: int, examples: int):
+    """(seconds per example, outputs) of the jitted `fn(*args)`, compiled first: the
+    median of `repeats` timed calls (each waited for) divided by the number of
+    `examples` the call handles; outputs as NumPy arrays."""
+    fn = jax.jit(fn)
+    outputs = jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / examples, jax.tree_util.tree_map(np.asarray, outputs)
 
 
 def log10_relative(norms) -> np.ndarray:

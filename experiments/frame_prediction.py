@@ -118,19 +118,6 @@ def horizon_errors(predicted, truth):
             "pixel_error": jnp.mean((predicted > 0.5) != (truth > 0.5), axis=axes)}
 
 
-def timed(fn, videos, repeats: int):
-    """(seconds per clip, outputs) of the jitted `fn(videos)`, compiled first: the
-    median of `repeats` timed calls (each waited for) divided by the batch size."""
-    fn = jax.jit(fn)
-    outputs = jax.block_until_ready(fn(videos))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(videos))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) / videos.shape[0], np.asarray(outputs)
-
-
 def run(kind: str, cell: str, batch_fn, test, args, run_dir: Path) -> dict:
     """Train `args.seeds` models of `kind` at once with teacher forcing and score their
     rollouts on `test` [N, frames, H, W, 1]: the horizon errors per seed, the mean
@@ -163,8 +150,9 @@ def run(kind: str, cell: str, batch_fn, test, args, run_dir: Path) -> dict:
     first = jax.tree_util.tree_map(lambda x: x[0], trained.initial if trained.params is None
                                    else trained.params)
     steps, curve = common.series(trained.history, "test_mse")
-    seconds, frames = timed(lambda v: model.rollout(first, v, args.observed, horizon),
-                            test[:args.timing_batch], args.timing_repeats)
+    seconds, frames = common.timed(lambda v: model.rollout(first, v, args.observed, horizon),
+                                   test[:args.timing_batch], repeats=args.timing_repeats,
+                                   examples=len(test[:args.timing_batch]))
     return {"model": kind, "cell": cell, "label": label(kind, cell),
             "params": param_count(first), "seconds_per_clip": seconds,
             "horizon": {m: values[i].tolist() for i, m in enumerate(METRICS)},
@@ -180,8 +168,9 @@ def baseline(test, args) -> dict:
     'seed': it is deterministic)."""
     horizon = args.frames - args.observed
     errors = horizon_errors(copy_last(test, args.observed, horizon), test[:, args.observed:])
-    seconds, frames = timed(lambda v: copy_last(v, args.observed, horizon),
-                            test[:args.timing_batch], args.timing_repeats)
+    seconds, frames = common.timed(lambda v: copy_last(v, args.observed, horizon),
+                                   test[:args.timing_batch], repeats=args.timing_repeats,
+                                   examples=len(test[:args.timing_batch]))
     return {"model": "copy_last", "cell": None, "label": label("copy_last", None),
             "params": 0, "seconds_per_clip": seconds,
             "horizon": {m: [np.asarray(errors[m]).tolist()] for m in METRICS},

@@ -183,19 +183,6 @@ def build(kind: str, cell: str | None, bins: int, classes: int, args):
                                   channels=tuple(args.channels))
 
 
-def seconds_per_clip(model, params, xs, lengths, repeats: int) -> float:
-    """Inference time per clip: the jitted logits, compiled first, the median of
-    `repeats` timed calls (each waited for) divided by the batch size."""
-    logits = jax.jit(model.logits)
-    jax.block_until_ready(logits(params, xs, lengths))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(logits(params, xs, lengths))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) / xs.shape[0]
-
-
 def run(kind: str, cell: str | None, train: LabelledSequences, test: LabelledSequences,
         args, run_dir: Path, label: str) -> dict:
     """Train `args.seeds` models of `kind` (with `cell`) on `train` and score them on
@@ -239,9 +226,10 @@ def run(kind: str, cell: str | None, train: LabelledSequences, test: LabelledSeq
     return {"model": kind, "cell": cell, "data": label,
             "label": MODEL_TEXT[kind] + (f" ({common.cell_label(cell)})" if cell else ""),
             "params": param_count(first),
-            "seconds_per_clip": seconds_per_clip(model, first, jnp.asarray(test.xs[:n]),
-                                                 jnp.asarray(test.lengths[:n]),
-                                                 args.timing_repeats),
+            "seconds_per_clip": common.timed(model.logits, first, jnp.asarray(test.xs[:n]),
+                                             jnp.asarray(test.lengths[:n]),
+                                             repeats=args.timing_repeats,
+                                             examples=len(test.xs[:n]))[0],
             "curve": [*zip(steps, values.tolist()), (args.steps, final["test_accuracy"])],
             "final": final, "nonfinite": trained.params is None,
             "seconds": common.train_seconds(trained.history),
