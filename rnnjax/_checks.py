@@ -152,6 +152,14 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def positive_ints(name: str, values) -> tuple[int, ...]:
+    """A non-empty sequence of positive integers, as a tuple of ints."""
+    if isinstance(values, (int, str)) or not len(values):
+        raise ValueError(f"{name} must be a non-empty sequence of positive integers, "
+                         f"got {values!r}")
+    return tuple(positive_int(name, v) for v in values)
+
+
 def batch_shape(value) -> tuple:
     """A batch shape as a tuple of ints: an int B means (B,)."""
     if is_int(value):

@@ -71,10 +71,7 @@ def bouncing_batch(key, batch: int, frames: int = 10, size: int = 16, objects: i
     if size < 2 * radius + 3:
         raise ValueError(f"size must be at least 2 radius + 3 = {2 * radius + 3} so that a "
                          f"shape of radius {radius} can move, got {size}")
-    if isinstance(speeds, (int, str)) or not len(speeds):
-        raise ValueError(f"speeds must be a non-empty sequence of positive integers, "
-                         f"got {speeds!r}")
-    speeds = tuple(_checks.positive_int("speeds", s) for s in speeds)
+    speeds = _checks.positive_ints("speeds", speeds)
     return _draw(key, batch, frames, size, objects, radius, speeds)
 
 

@@ -94,10 +94,7 @@ def clip_batch(key, batch: int, frames: int = 12, size: int = 24, side: int = 5,
     if side % 2 == 0 or side >= size:
         raise ValueError(f"side must be odd and less than size ({size}) so that the cross "
                          f"has a middle, got {side}")
-    if isinstance(speeds, (int, str)) or not len(speeds):
-        raise ValueError(f"speeds must be a non-empty sequence of positive integers, "
-                         f"got {speeds!r}")
-    speeds = tuple(_checks.positive_int("speeds", s) for s in speeds)
+    speeds = _checks.positive_ints("speeds", speeds)
     if not _checks.is_int(wander) or wander < 0:
         raise ValueError(f"wander must be an integer >= 0, got {wander!r}")
     if _checks.is_concrete(noise) and not noise >= 0:
