@@ -115,24 +115,29 @@ class VideoClassifier:
         frame_logits = self.frame_logits(params, videos)
         classes = frame_logits.shape[-1]
         votes = jax.nn.one_hot(jnp.argmax(frame_logits, -1), classes)   # [B, T, classes]
-        counts = _frame_mean(votes, lengths) * _valid_count(votes, lengths)
+        counts = _frame_sum(votes, lengths)
         tie_break = jax.nn.softmax(_frame_mean(frame_logits, lengths)) * 0.5
         return jnp.argmax(counts + tie_break, axis=-1)
 
 
-def _valid_count(per_frame, lengths):
-    """The number of frames counted per clip [B, 1]."""
+def _frame_mask(per_frame, lengths):
+    """[B, T, 1]: 1 for the frames of per_frame [B, T, K] within each clip's length."""
+    return step_mask(lengths, per_frame.shape[1], per_frame.dtype)[..., None]
+
+
+def _frame_sum(per_frame, lengths):
+    """Sum of per_frame [B, T, K] over each clip's frames (all T without lengths)."""
     if lengths is None:
-        return jnp.full((per_frame.shape[0], 1), per_frame.shape[1], per_frame.dtype)
-    return jnp.asarray(lengths, per_frame.dtype)[:, None]
+        return per_frame.sum(axis=1)
+    return (per_frame * _frame_mask(per_frame, lengths)).sum(1)
 
 
 def _frame_mean(per_frame, lengths):
     """Mean of per_frame [B, T, K] over each clip's frames (all T without lengths)."""
     if lengths is None:
         return per_frame.mean(axis=1)
-    mask = step_mask(lengths, per_frame.shape[1], per_frame.dtype)[..., None]
-    return (per_frame * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0)
+    counted = _frame_mask(per_frame, lengths).sum(1)
+    return _frame_sum(per_frame, lengths) / jnp.maximum(counted, 1.0)
 
 
 def video_classifier(kind: str, video_shape, classes: int, *, channels=(16,), features: int = 64,
