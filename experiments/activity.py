@@ -135,7 +135,12 @@ def training_data(count: int, args):
     fixed = LabelledSequences(videos, jnp.full((count,), args.frames, jnp.int32), labels,
                               cl.DIRECTIONS, jnp.arange(count))
     epochs = classify.epoch_batches(fixed, min(args.batch, count))
-    return lambda step: (lambda xs, _, ys: (xs, ys))(*epochs(step))
+
+    def batch_fn(step):
+        videos, _, labels = epochs(step)       # every clip has all its frames
+        return videos, labels
+
+    return batch_fn
 
 
 def run(kind: str, cell: str | None, train_clips: int, test, args, run_dir: Path) -> dict:
