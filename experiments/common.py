@@ -103,6 +103,8 @@ SHARED_FLAGS = {
     "hidden": (positive_int, "hidden size"),
     "batch": (positive_int, "training batch size"),
     "lr": (positive_float, "learning rate"),
+    "lr_decay": (positive_float, "the learning rate at the last step, as a fraction of --lr, "
+                                 "reached along a cosine (1: constant)"),
     "clip": (positive_float, "global gradient-norm clip"),
     "checkpoint_every": (positive_int, "training steps between checkpoints"),
     "eval_every": (positive_int, "training steps between two evaluations on held-out data"),
@@ -217,6 +219,14 @@ def eval_interval(args) -> int:
         raise ValueError(f"--steps must be a positive multiple of {every} (the evaluation "
                          f"interval), got {args.steps}")
     return every
+
+
+def cosine_adam(steps: int, final_fraction: float):
+    """`optimizer(learning_rate)`: Adam whose rate decays along a cosine from
+    `learning_rate` to `final_fraction` of it over `steps` (for `train`'s `optimizer`).
+    The schedule spans the run: a run so trained can be resumed, not extended."""
+    return lambda learning_rate: optax.adam(
+        optax.cosine_decay_schedule(learning_rate, steps, alpha=final_fraction))
 
 
 def check_cells(args) -> None:
@@ -348,6 +358,8 @@ LATER_SETTINGS = {
     # --scan of the linear-recurrences study; before it, a linear recurrence trained with
     # its default, the associative scan (runs saved "options": {})
     ("options", "parallel_scan"): True,
+    # --lr-decay of the memory-task studies; before it, their learning rate was constant
+    ("lr_decay",): 1.0,
 }
 
 

@@ -135,8 +135,7 @@ def run_problem(problem: Problem, args) -> dict:
         trained = common.train(
             args.out / common.folder(problem.key) / cell, net.init, loss_fn, batch_fn, args,
             hyper={"learning_rate": args.lr}, clip=args.clip,
-            optimizer=lambda learning_rate: optax.adam(optax.cosine_decay_schedule(
-                learning_rate, args.steps, alpha=FINAL_LR_FRACTION)),
+            optimizer=common.cosine_adam(args.steps, FINAL_LR_FRACTION),
             evaluate=lambda p: {"test_relative": relative(p)},
             eval_every=min(args.eval_every, args.steps),
             # the schedule spans --steps: a run cannot be extended, only rerun or resumed

@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm import tqdm
 
 from experiments import common
@@ -60,7 +61,8 @@ class Problem:
     adding problem (`last_only`) reads the final state and scores the MSE.
     `metric` names the headline test metric (`loss`, `mse` or `accuracy`);
     `baseline` is what a model without memory scores, `optimum` the best expected
-    score.
+    score; `span` the most steps the memory must bridge, from an input to the output
+    that needs it.
     """
 
     label: str
@@ -74,23 +76,35 @@ class Problem:
     last_only: bool = False
     recall_steps: int = 0          # copy: the last steps, whose accuracy is `recall`
 
+    span: int = 0                  # most steps from an input to the output that needs it
+
     @property
     def higher_is_better(self) -> bool:
         return self.metric == "accuracy"
 
-    def learned(self, value: float) -> bool:
+    @property
+    def threshold(self) -> float:
+        """The metric's level for 'learned': accuracy at least this; a loss at most
+        this (the level's tolerance above the double dependency's optimum), or below it
+        (a fraction of the memoryless baseline)."""
         if self.metric == "accuracy":
-            return bool(value >= ECHO_LEARNED_ACCURACY)
-        if self.optimum > 0:   # a level above zero: the double dependency's entropy
-            return bool(value <= self.optimum + LEVEL_TOLERANCE)
-        return bool(value < LEARNED_FRACTION * self.baseline)
+            return ECHO_LEARNED_ACCURACY
+        if self.optimum > 0:
+            return self.optimum + LEVEL_TOLERANCE
+        return LEARNED_FRACTION * self.baseline
+
+    def learned(self, value: float) -> bool:
+        if self.higher_is_better or self.optimum > 0:
+            return bool(value >= self.threshold if self.higher_is_better
+                        else value <= self.threshold)
+        return bool(value < self.threshold)
 
     def criterion(self) -> str:
         """'learned' in words, for reports."""
         if self.metric == "accuracy":
-            return f"accuracy >= {ECHO_LEARNED_ACCURACY}"
+            return f"accuracy >= {self.threshold}"
         if self.optimum > 0:
-            return f"loss <= {self.optimum + LEVEL_TOLERANCE:.4f} (optimum + {LEVEL_TOLERANCE})"
+            return f"loss <= {self.threshold:.4f} (optimum + {LEVEL_TOLERANCE})"
         return f"{self.metric} < {LEARNED_FRACTION} x baseline"
 
     # -- losses -----------------------------------------------------------------------
@@ -138,18 +152,18 @@ def _weighted_cross_entropy(logits, labels, weights, total):
 def adding(steps: int) -> Problem:
     """The adding problem (Hochreiter and Schmidhuber 1997) on sequences of `steps`."""
     return Problem(f"adding T={steps}", 2, 1, functools.partial(adding_batch, steps=steps),
-                "mse", ADDING_BASELINE_MSE, 0.0, last_only=True)
+                "mse", ADDING_BASELINE_MSE, 0.0, last_only=True, span=steps - 1)
 
 
 def copy_memory(steps: int, copy_length: int = COPY_LENGTH) -> Problem:
     """Copy memory (Hochreiter and Schmidhuber 1997; Arjovsky, Shah and Bengio 2016):
     recall `copy_length` symbols after T = `steps` steps."""
     label = (f"copy T={steps}" if copy_length == COPY_LENGTH
-             else f"copy {copy_length} symbols, T={steps}")
+             else f"copy {copy_length} symbol{'s' * (copy_length > 1)}, T={steps}")
     return Problem(label, NUM_CLASSES, NUM_CLASSES,
                    functools.partial(copy_memory_batch, steps=steps, copy_length=copy_length),
                    "loss", copy_memory_baseline(steps, copy_length), 0.0,
-                   recall_steps=copy_length)
+                   recall_steps=copy_length, span=steps + copy_length)
 
 
 def long_copy_memory() -> Problem:
@@ -162,7 +176,7 @@ def echo(delay: int, scored: int = 50) -> Problem:
     ones)."""
     return Problem(f"echo k={delay}", 1, 2,
                 functools.partial(echo_batch, steps=delay + scored, delay=delay),
-                "accuracy", 0.5, 1.0, first_scored=delay)
+                "accuracy", 0.5, 1.0, first_scored=delay, span=delay)
 
 
 def double_dependency(steps: int) -> Problem:
@@ -171,7 +185,8 @@ def double_dependency(steps: int) -> Problem:
     levels = reference_cross_entropies()
     return Problem("double dependency", 1, 2,
                 functools.partial(double_dependency_batch, steps=steps),
-                "loss", levels["none"], levels["both"], first_scored=SECOND_LAG)
+                "loss", levels["none"], levels["both"], first_scored=SECOND_LAG,
+                span=SECOND_LAG)
 
 
 def double_dependency_level(loss: float) -> str:
@@ -220,14 +235,17 @@ def run(problem: Problem, cell: str, args, run_dir: Path, *, truncation: int | N
     flow = jax.jit(jax.vmap(lambda p: model.grad_flow(
         p, probe_xs, lambda out: problem.final_step_loss(
             out[:, -1:] if problem.last_only else out, probe_y))))
+    lr_decay = getattr(args, "lr_decay", 1.0)
     trained = common.train(
         run_dir, model.init, loss_fn,
         lambda i: problem.batch(jax.random.fold_in(jax.random.key(1), i), args.batch), args,
         hyper={"learning_rate": args.lr}, clip=args.clip,
+        optimizer=optax.adam if lr_decay == 1 else common.cosine_adam(args.steps, lr_decay),
         evaluate=lambda p: {"test_" + problem.metric: test(p)[problem.metric]},
         eval_every=common.eval_interval(args),
         settings={"task": problem.label, "cell": cell, "options": options,
-                  "truncation": truncation, "hidden": args.hidden, "batch": args.batch},
+                  "truncation": truncation, "hidden": args.hidden, "batch": args.batch,
+                  "lr_decay": lr_decay},
         desc=desc or f"{problem.label}, {cell}")
     steps, values = common.series(trained.history, "test_" + problem.metric)
     if trained.params is None:   # diverged: every final metric is NaN
@@ -242,7 +260,7 @@ def run(problem: Problem, cell: str, args, run_dir: Path, *, truncation: int | N
         "task": problem.label, "cell": cell, "cell_class": common.cell_label(cell),
         "options": options,
         "truncation": truncation, "metric": problem.metric, "baseline": problem.baseline,
-        "optimum": problem.optimum,
+        "optimum": problem.optimum, "threshold": problem.threshold, "span": problem.span,
         "curve": [*zip(steps, values.tolist()), (args.steps, final[problem.metric])],
         "final": final,
         "learned": [problem.learned(v) for v in final[problem.metric]],
@@ -333,13 +351,20 @@ def plot_curves(ax, results: list[dict], problem: Problem) -> None:
     ax.grid(alpha=0.3)
 
 
+#: the line styles of the gradient flow at initialisation and after training
+FLOW_STYLES = {"grad_norms_init": ("--", "at initialisation"),
+               "grad_norms_trained": ("-", "after training")}
+
+
 def plot_grad_flow(ax, results: list[dict], title: str) -> None:
     """log10 ||dL/dh_k|| relative to the last step against the distance, at
-    initialisation (dashed) and after training (solid)."""
+    initialisation (dashed) and after training (solid); the legend names both."""
     for i, r in enumerate(results):
-        for key, style in (("grad_norms_init", "--"), ("grad_norms_trained", "-")):
+        for key, (style, _) in FLOW_STYLES.items():
             ax.plot(np.nanmean(common.log10_relative(r[key]), axis=0), style, color=f"C{i}",
-                    label=r["cell_class"] if style == "-" else None)
+                    label=r["cell_class"] if key == "grad_norms_trained" else None)
+    for style, when in FLOW_STYLES.values():   # legend entries for the two styles
+        ax.plot([], [], style, color="k", label=when)
     ax.set(xlabel="distance T-1-k", ylabel="log10 ||dL/dh_k|| / ||dL/dh_T-1||", title=title)
     ax.grid(alpha=0.3)
 

@@ -27,7 +27,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments import common
 from experiments.common import cell_label, check_cells, spread
@@ -140,8 +139,7 @@ def run_system(system: System, args) -> dict:
             lambda params, batch, key: (jnp.mean((net.outputs(params, batch[0])
                                                   - batch[1]) ** 2), {}),
             batch_fn, args, hyper={"learning_rate": args.lr}, clip=args.clip,
-            optimizer=lambda learning_rate: optax.adam(optax.cosine_decay_schedule(
-                learning_rate, args.steps, alpha=FINAL_LR_FRACTION)),
+            optimizer=common.cosine_adam(args.steps, FINAL_LR_FRACTION),
             evaluate=lambda p: {"test_relative": relative(p)},
             eval_every=min(args.eval_every, args.steps),
             # the schedule spans --steps: a run cannot be extended, only rerun or resumed

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from rnnjax.tasks import ADDING_BASELINE_MSE
 TINY = ["--cells", "tanh,lstm", "--seeds", "2", "--steps", "20", "--hidden", "8",
         "--tasks", "adding", "--adding-length", "10", "--eval-every", "10"]
 RESULT_KEYS = {"task", "cell", "cell_class", "options", "truncation", "metric", "baseline",
-               "optimum", "curve", "final", "learned", "nonfinite", "grad_rate_init",
+               "optimum", "threshold", "span", "curve", "final", "learned", "nonfinite",
+               "grad_rate_init",
                "half_life_init", "grad_rate_trained", "half_life_trained", "grad_norms_init",
                "grad_norms_trained", "seconds"}
 
@@ -66,7 +68,9 @@ def test_compare_cells_writes_results_and_resumes(tmp_path, monkeypatch):
     adding = saved["results"]["adding T=10/lstm"]
     assert adding["baseline"] == ADDING_BASELINE_MSE and adding["metric"] == "mse"
     assert adding["learned"] == [m < 0.1 * ADDING_BASELINE_MSE for m in adding["final"]["mse"]]
+    assert adding["span"] == 9 and adding["threshold"] == 0.1 * ADDING_BASELINE_MSE
     report = (out / "report.md").read_text()
+    assert "## What this run shows\n\n" + "\n".join(compare_cells.summary(saved)) in report
     assert "| SimpleRNN (tanh) | LSTM |" in report
     assert "| adding T=10 | mse | 0.1667 | 0 |" in report
 
@@ -245,6 +249,51 @@ def test_the_quick_start_study_reports_a_diverging_cell(tmp_path):
     assert "| adding T=10 | mse | 0.1667 | 0 | nan (0/2) |" in (tmp_path / "report.md").read_text()
 
 
+def _summary_run(task, cell, learned, half_lives, span=20):
+    return {"task": task, "cell_class": cell, "learned": learned,
+            "half_life_trained": half_lives, "span": span}
+
+
+def test_compare_cells_summary_follows_the_numbers():
+    runs = [_summary_run("copy", "tanh", [False, False], [1.0, 3.0]),
+            _summary_run("copy", "GRU", [True, True], [math.inf, 50.0]),
+            _summary_run("copy", "LSTM", [True, False], [9.0, 9.0]),
+            _summary_run("echo", "tanh", [True, True], [7.0, 7.0], span=5),
+            _summary_run("echo", "GRU", [True, True], [4.0, 6.0], span=5),
+            _summary_run("echo", "LSTM", [False, False], [30.0, 30.0], span=5)]
+    saved = {"tasks": ["copy", "echo"],
+             "results": {f"{r['task']}/{r['cell_class']}": r for r in runs}}
+    opening, blank, copy, echo = compare_cells.summary(saved)
+    assert opening == ("Every task separated the cells: on each, at least one cell learned in "
+                       "every seed and at least one failed in every seed. GRU learned every "
+                       "task in every seed, the most of any cell.") and blank == ""
+    # medians over seeds: tanh 2, GRU inf; 2 ** (-20 / 2) of the gradient is left
+    assert copy == ("- **copy** (an input needed up to 20 steps later): learned by GRU in "
+                    "every seed; failed by tanh in every seed; learned by LSTM in 1 of 2 "
+                    "seeds. Gradient half-life after training: GRU no decay where learned; "
+                    "tanh 2 steps where failed. tanh's gradient from 20 steps back is 0.001 "
+                    "of the last step's. Every cell that learned kept a longer half-life "
+                    "than every cell that failed.")
+    assert echo.endswith("LSTM 30 steps where failed. LSTM failed with a half-life as long "
+                         "as a learner's: a slow decay was not enough.")
+    assert "tanh 7 steps and GRU 5 steps where learned" in echo
+
+    # other numbers, other sentences
+    saved["results"]["copy/tanh"]["half_life_trained"] = [math.inf, 80.0]
+    saved["results"]["echo/LSTM"]["learned"] = [True, True]
+    opening, _, copy, echo = compare_cells.summary(saved)
+    assert opening == ("Not every task separated the cells: on echo, no cell learned in every "
+                       "seed while another failed in every seed. GRU learned every task in "
+                       "every seed, the most of any cell.")
+    assert "tanh no decay where failed. tanh failed with a half-life as long" in copy
+    assert "gradient from" not in copy
+    assert echo == ("- **echo** (an input needed up to 5 steps later): learned by tanh, GRU "
+                    "and LSTM in every seed.")
+    saved["results"]["copy/GRU"]["learned"] = [True, False]
+    assert compare_cells.summary(saved)[0].endswith(
+        "tanh, GRU and LSTM learned 1 of the 2 tasks in every seed, the most of any cell.")
+
+
 def test_learned_criteria_and_dependency_levels():
     from experiments import memory_studies as ms
     dd = ms.double_dependency(20)
@@ -256,6 +305,9 @@ def test_learned_criteria_and_dependency_levels():
     echo = ms.echo(4)
     assert echo.learned(0.95) and not echo.learned(0.949) and echo.higher_is_better
     assert ms.adding(200).learned(0.0166) and not ms.adding(200).learned(0.0167)
+    assert [p.threshold for p in (dd, echo, ms.adding(200))] == pytest.approx(
+        [0.45945, 0.95, ADDING_BASELINE_MSE / 10], abs=1e-5)
+    assert [p.span for p in (dd, copy, echo, ms.adding(200))] == [8, 110, 4, 199]
     assert common.folder("copy 40 symbols, T=20/lstm") == "copy_40_symbols_T20/lstm"
 
 
