@@ -271,7 +271,7 @@ class Trained(NamedTuple):
 
 def train(run_dir: Path, init, loss_fn, batch_fn, args, *, hyper: dict, settings: dict,
           clip: float | None = None, optimizer=optax.adam, evaluate=None, eval_every=None,
-          log_every: int = 10, desc: str = "train"):
+          log_every: int = 10, desc: str = "train", flossing=None):
     """Train `args.seeds` models at once, one per seed, for `args.steps` steps.
 
     The models are stacked by `sweep_states` and trained by one compiled step
@@ -284,7 +284,8 @@ def train(run_dir: Path, init, loss_fn, batch_fn, args, *, hyper: dict, settings
     by the models; `hyper` the optimizer's numeric arguments (`optimizer` is wrapped in
     `optax.inject_hyperparams`). `evaluate(params) -> {name: [models]}`, when given,
     runs on the params before steps 0, eval_every, 2 eval_every, ... and lands in
-    those steps' records. `settings` (the values the run depends on) are saved in
+    those steps' records. `flossing` (a `rnnjax.train.Flossing`) adds gradient
+    flossing to the step. `settings` (the values the run depends on) are saved in
     run_dir: resuming a run made with other settings raises.
 
     Returns a `Trained`: the params before and after (leading models axis; after is
@@ -298,7 +299,8 @@ def train(run_dir: Path, init, loss_fn, batch_fn, args, *, hyper: dict, settings
     state, grid = sweep_states(init, optimizer_fn, seeds=list(range(args.seeds)),
                                hyperparams={k: [v] for k, v in hyper.items()})
     initial = state.params
-    step = sweep_step(make_train_step(loss_fn, optimizer_fn(**hyper), clip_norm=clip))
+    step = sweep_step(make_train_step(loss_fn, optimizer_fn(**hyper), clip_norm=clip,
+                                      flossing=flossing))
     if evaluate is not None:
         log_every = eval_every  # a record at each evaluation, none between
     else:
@@ -360,6 +362,8 @@ LATER_SETTINGS = {
     ("options", "parallel_scan"): True,
     # --lr-decay of the memory-task studies; before it, their learning rate was constant
     ("lr_decay",): 1.0,
+    # flossing of the memory-task studies; before it, none
+    ("flossing",): None,
 }
 
 

@@ -33,13 +33,14 @@ from rnnjax.tasks import (
     adding_batch,
     copy_memory_baseline,
     copy_memory_batch,
+    delayed_xor_batch,
     double_dependency_batch,
     echo_batch,
     reference_cross_entropies,
 )
 from rnnjax.tasks.copy_memory import COPY_LENGTH, LONG_COPY, NUM_CLASSES
 from rnnjax.tasks.double_dependency import SECOND_LAG
-from rnnjax.train import SubParams, tbptt_loss
+from rnnjax.train import Flossing, SubParams, tbptt_loss
 
 #: a run "learned" a task whose metric is a loss when it ends below this fraction of
 #: the memoryless baseline
@@ -50,6 +51,8 @@ ECHO_LEARNED_ACCURACY = 0.95
 LEVEL_TOLERANCE = 0.005
 #: held-out sequences for the test metrics, and sequences for the probe
 TEST_SIZE, PROBE_SIZE = 1000, 32
+#: the training sequences of a batch (its first ones) that flossing's exponents follow
+FLOSS_SEQUENCES = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +182,14 @@ def echo(delay: int, scored: int = 50) -> Problem:
                 "accuracy", 0.5, 1.0, first_scored=delay, span=delay)
 
 
+def delayed_xor(delay: int, scored: int = 50) -> Problem:
+    """Delayed XOR at delay d, y_t = x_(t-d) XOR x_(t-d-1), on sequences of d + 1 +
+    `scored` steps (the scored ones)."""
+    return Problem(f"delayed XOR d={delay}", 1, 2,
+                   functools.partial(delayed_xor_batch, steps=delay + 1 + scored, delay=delay),
+                   "accuracy", 0.5, 1.0, first_scored=delay + 1, span=delay + 1)
+
+
 def double_dependency(steps: int) -> Problem:
     """A target that depends on two past inputs (see `rnnjax.tasks.double_dependency`);
     learned at the level of both dependencies."""
@@ -201,9 +212,14 @@ def double_dependency_level(loss: float) -> str:
 
 # -- one run ----------------------------------------------------------------------------
 def run(problem: Problem, cell: str, args, run_dir: Path, *, truncation: int | None = None,
-        cell_options: dict | None = None, desc: str = "") -> dict:
+        cell_options: dict | None = None, flossing: dict | None = None, lyapunov: int = 0,
+        desc: str = "") -> dict:
     """Train `args.seeds` models of cell type `cell` on `problem` (one compiled step,
-    vmapped over seeds); `truncation` k trains with TBPTT(k, k) instead of full BPTT.
+    vmapped over seeds); `truncation` k trains with TBPTT(k, k) instead of full BPTT;
+    `flossing` (the keyword arguments of `rnnjax.train.Flossing` but the cell and
+    `select`: k, weight, every, before) adds gradient flossing on the training inputs;
+    `lyapunov` k > 0 adds the k largest Lyapunov exponents on the probe's sequences at
+    initialisation and after training (`lyapunov_init`, `lyapunov_trained`: [seeds, k]).
 
     Returns per-seed results: the headline metric's test curve, every final test
     metric, learned or not, and the gradient flow at initialisation and after
@@ -241,11 +257,14 @@ def run(problem: Problem, cell: str, args, run_dir: Path, *, truncation: int | N
         lambda i: problem.batch(jax.random.fold_in(jax.random.key(1), i), args.batch), args,
         hyper={"learning_rate": args.lr}, clip=args.clip,
         optimizer=optax.adam if lr_decay == 1 else common.cosine_adam(args.steps, lr_decay),
+        flossing=None if flossing is None else Flossing(
+            model.cell, lambda params, batch: (params["cell"], batch[0][:FLOSS_SEQUENCES]),
+            **flossing),
         evaluate=lambda p: {"test_" + problem.metric: test(p)[problem.metric]},
         eval_every=common.eval_interval(args),
         settings={"task": problem.label, "cell": cell, "options": options,
                   "truncation": truncation, "hidden": args.hidden, "batch": args.batch,
-                  "lr_decay": lr_decay},
+                  "lr_decay": lr_decay, "flossing": flossing},
         desc=desc or f"{problem.label}, {cell}")
     steps, values = common.series(trained.history, "test_" + problem.metric)
     if trained.params is None:   # diverged: every final metric is NaN
@@ -256,10 +275,17 @@ def run(problem: Problem, cell: str, args, run_dir: Path, *, truncation: int | N
     norms_trained = common.on_trained(flow, trained)
     fits_init = [probe.decay_fit(n) for n in norms_init]
     fits_trained = [probe.decay_fit(n) for n in norms_trained]
+    spectra = {}
+    if lyapunov:
+        spectrum = jax.jit(jax.vmap(lambda p: probe.lyapunov_spectrum(
+            model.cell, p["cell"], probe_xs, k=lyapunov)))
+        spectra = {"lyapunov_init": np.asarray(spectrum(trained.initial)).tolist(),
+                   "lyapunov_trained": common.on_trained(spectrum, trained).tolist()}
     return {
         "task": problem.label, "cell": cell, "cell_class": common.cell_label(cell),
         "options": options,
-        "truncation": truncation, "metric": problem.metric, "baseline": problem.baseline,
+        "truncation": truncation, "flossing": flossing, "metric": problem.metric,
+        "baseline": problem.baseline,
         "optimum": problem.optimum, "threshold": problem.threshold, "span": problem.span,
         "curve": [*zip(steps, values.tolist()), (args.steps, final[problem.metric])],
         "final": final,
@@ -272,6 +298,7 @@ def run(problem: Problem, cell: str, args, run_dir: Path, *, truncation: int | N
         "grad_norms_init": norms_init.tolist(),         # [seeds, T], k = 0 .. T-1
         "grad_norms_trained": norms_trained.tolist(),
         "seconds": common.train_seconds(trained.history),
+        **spectra,
     }
 
 

@@ -32,6 +32,7 @@ from rnnjax.cells import (
     LSTMCarry,
     MinGRU,
     MinLSTM,
+    OrthogonalRNN,
     PeepholeLSTM,
     SimpleRNN,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "LinearRecurrence",
     "MinGRU",
     "MinLSTM",
+    "OrthogonalRNN",
     "PeepholeLSTM",
     "SimpleRNN",
     "Stacked",

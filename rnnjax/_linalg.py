@@ -74,6 +74,38 @@ def _qr_jvp(primals, tangents):
     return (q, r), (q @ (skew - c) + da_rinv, (c - skew) @ r)
 
 
+def orthonormalize(a):
+    """Gram-Schmidt, applied twice per column, of real [m, n] (m >= n): (q [m, n] with
+    orthonormal columns spanning a's leading ones, log |diag r| [n] of a = q r).
+
+    Matmuls only (no LAPACK kernel), so it batches under vmap on every backend and
+    differentiates by plain autodiff; twice is enough for orthogonality to rounding
+    (Giraud et al. 2005) for the well-conditioned frames of the QR method.
+    """
+    m, n = a.shape
+
+    def column(j, state):
+        q, log_r = state
+        v = lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
+        v = v - q @ (q.T @ v)          # columns j.. of q are still zero
+        v = v - q @ (q.T @ v)
+        norm = jnp.sqrt(jnp.sum(v * v))
+        q = lax.dynamic_update_index_in_dim(q, v / norm, j, axis=1)
+        return q, log_r.at[j].set(jnp.log(norm))
+
+    start = (jnp.zeros_like(a), jnp.zeros(n, a.dtype))
+    return lax.fori_loop(0, n, column, start)
+
+
+def inv(a):
+    """The inverse of real square [..., n, n], as R^-1 Q^T of its QR: differentiable,
+    and on the CPU one unbatched kernel at a time (no LU solve that can hang)."""
+    if a.ndim < 2 or a.shape[-2] != a.shape[-1]:
+        raise ValueError(f"inv needs a square [..., n, n] array, got shape {a.shape}")
+    q, r = qr(a)
+    return _inv_upper(r) @ jnp.swapaxes(q, -1, -2)
+
+
 @jax.custom_jvp
 def spectral_norm(a):
     """The largest singular value of real [..., m, n]: [...]."""

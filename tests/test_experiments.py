@@ -25,7 +25,8 @@ from rnnjax.tasks import ADDING_BASELINE_MSE
 
 TINY = ["--cells", "tanh,lstm", "--seeds", "2", "--steps", "20", "--hidden", "8",
         "--tasks", "adding", "--adding-length", "10", "--eval-every", "10"]
-RESULT_KEYS = {"task", "cell", "cell_class", "options", "truncation", "metric", "baseline",
+RESULT_KEYS = {"task", "cell", "cell_class", "options", "truncation", "flossing", "metric",
+               "baseline",
                "optimum", "threshold", "span", "curve", "final", "learned", "nonfinite",
                "grad_rate_init",
                "half_life_init", "grad_rate_trained", "half_life_trained", "grad_norms_init",

@@ -7,6 +7,7 @@ from rnnjax.cells.echo_state import EchoState
 from rnnjax.cells.gru import GRU
 from rnnjax.cells.linear import LRU, LinearRecurrence, MinGRU, MinLSTM
 from rnnjax.cells.lstm import LSTM, LSTMCarry, PeepholeLSTM
+from rnnjax.cells.orthogonal import OrthogonalRNN
 from rnnjax.cells.simple import IRNN, SimpleRNN
 
 #: the cell types by the names experiments use on their command line (the
@@ -22,6 +23,9 @@ CELL_TYPES = {
     "lru": LRU,
     "mingru": MinGRU,
     "minlstm": MinLSTM,
+    "exprnn": OrthogonalRNN,
+    "scornn": lambda hidden_size, **kw: OrthogonalRNN(hidden_size, parametrization="cayley",
+                                                      **kw),
 }
 
 
@@ -49,6 +53,7 @@ __all__ = [
     "LinearRecurrence",
     "MinGRU",
     "MinLSTM",
+    "OrthogonalRNN",
     "PeepholeLSTM",
     "SimpleRNN",
     "StepRule",

@@ -175,6 +175,12 @@ class Cell:
         """One recurrent step on the projected input xp = project_inputs(params, x)."""
         raise NotImplementedError
 
+    def step_params(self, params: Params) -> Params:
+        """The params as `step` reads them, derived once per unroll outside the time
+        loop: unchanged here; `OrthogonalRNN` adds its W_h = expm(A). `step` must
+        also accept the params as they are (a single step derives what it needs)."""
+        return params
+
     def __call__(self, params: Params, carry, x):
         x = checked_step_input(self, params, carry, x)
         return self.step(params, carry, self.project_inputs(params, x))
@@ -189,6 +195,13 @@ class Cell:
     def strategy(self) -> Strategy:
         """`LOOP_RULE` when the cell gives a `loop_rule`, else `SCAN`."""
         return Strategy.SCAN if self.loop_rule is None else Strategy.LOOP_RULE
+
+
+def step_params(cell, params: Params) -> Params:
+    """`cell.step_params(params)`, or params as they are for a cell without the hook
+    (one written outside the package)."""
+    prepare = getattr(cell, "step_params", None)
+    return params if prepare is None else prepare(params)
 
 
 def checked_step_input(model, params, carry, x):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 from jax import lax
 
+from rnnjax.cells.base import step_params
 from rnnjax.loop.masking import alive_mask, masked_step
 
 
@@ -18,11 +19,12 @@ def run(cell, params, xs, carry, *, lengths=None, resets=None, flip=False, unrol
     """(final carry, ys [T, B, H]) of `cell` over time-major xs [T, B, F]; `resets`
     [T, B] in the scan's order restart from the given carry; `flip` scans backwards."""
     initial = carry
+    prepared = step_params(cell, params)   # what the step derives from params, once
 
     def body(carry, inputs):
         x_t, alive_t, restart_t = inputs
         xp_t = cell.project_inputs(params, x_t) if remat else x_t
-        carry, y = masked_step(lambda c, xp: cell.step(params, c, xp), carry, xp_t,
+        carry, y = masked_step(lambda c, xp: cell.step(prepared, c, xp), carry, xp_t,
                                alive_t, restart_t, initial)
         return carry, y
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _checks
+from rnnjax.cells.base import step_params
 from rnnjax.loop.api import unroll
 from rnnjax.probe.jacobians import carry_codec, hidden_mask
 
@@ -48,11 +49,12 @@ def hidden_grad_norms(cell, params, xs, loss_fn, carry=None, per_example=False):
     """
     xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     xp = jnp.swapaxes(cell.project_inputs(params, xs), 0, 1)  # [T, B, G*H]
+    prepared = step_params(cell, params)
 
     def loss_of_perturbation(eps):
         def body(c, inputs):
             xp_t, e_t = inputs
-            c, _ = cell.step(params, c, xp_t)
+            c, _ = cell.step(prepared, c, xp_t)
             c = cell.replace_hidden(c, cell.hidden(c) + e_t)
             return c, cell.output(params, c, xp_t)
 
@@ -80,7 +82,8 @@ def hidden_grad_log_norms(cell, params, xs, loss_fn, carry=None, per_example=Fal
     if xs.shape[1] == 0:
         raise ValueError(f"xs must have at least one step, got shape {tuple(xs.shape)}")
     xp = jnp.swapaxes(cell.project_inputs(params, xs), 0, 1)   # [T, B, K]
-    _, ys = lax.scan(lambda c, xp_t: cell.step(params, c, xp_t), carry, xp)
+    prepared = step_params(cell, params)
+    _, ys = lax.scan(lambda c, xp_t: cell.step(prepared, c, xp_t), carry, xp)
     dys = jax.grad(lambda ys: loss_fn(jnp.swapaxes(ys, 0, 1)))(ys)   # [T, B, H]
     example = jax.tree_util.tree_map(lambda leaf: leaf[0], carry)
     to_flat, from_flat = carry_codec(example)
@@ -88,7 +91,7 @@ def hidden_grad_log_norms(cell, params, xs, loss_fn, carry=None, per_example=Fal
 
     def one_sequence(carry_b, xp_b, dy_b):
         def step(state, aux, xp_t):
-            return to_flat(cell.step(params, from_flat(state, aux), xp_t)[0])
+            return to_flat(cell.step(prepared, from_flat(state, aux), xp_t)[0])
 
         def forward(state_aux, xp_t):
             new = step(*state_aux, xp_t)

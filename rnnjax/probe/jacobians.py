@@ -13,6 +13,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from rnnjax import _checks, _linalg
+from rnnjax.cells.base import step_params
 
 
 def _split_carry(carry_example):
@@ -47,9 +48,10 @@ def _state_step(cell, params, carry_example):
     Returns the step and the initial `(state, aux)`.
     """
     to_flat, from_flat = carry_codec(carry_example)
+    prepared = step_params(cell, params)
 
     def step(state, aux, xp):
-        new, _ = cell.step(params, from_flat(state, aux), xp)
+        new, _ = cell.step(prepared, from_flat(state, aux), xp)
         return to_flat(new)
 
     return step, to_flat(carry_example)
@@ -187,8 +189,10 @@ def lyapunov_spectrum(cell, params, xs, k=None, carry=None):
 
     The QR method (Benettin et al. 1980; for RNNs Engelken et al. 2020, Vogt et al.
     2022): push an orthonormal frame Q through every step Jacobian with jvps,
-    re-orthonormalise (Z = J_t Q = Q' R), and average log |diag R| over the T
-    steps. k defaults to the whole state size. Returns [k], sorted descending.
+    re-orthonormalise (Z = J_t Q = Q' R, by Gram-Schmidt: matmuls that batch), and
+    average log |diag R| over the T steps. k defaults to the whole state size.
+    Returns [k], sorted descending; differentiable with respect to params and xs
+    (gradient flossing, `rnnjax.train.flossing_loss`, follows that gradient).
     """
     xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     xp = cell.project_inputs(params, xs)
@@ -204,8 +208,8 @@ def lyapunov_spectrum(cell, params, xs, k=None, carry=None):
             (state, aux), q, log_r = carry
             push = lambda col: jax.jvp(lambda s: step(s, aux, xp_t)[0], (state,), (col,))[1]
             z = jax.vmap(push, in_axes=1, out_axes=1)(q)
-            q, r = _linalg.qr(z)
-            return (step(state, aux, xp_t), q, log_r + jnp.log(jnp.abs(jnp.diagonal(r)))), None
+            q, log_diag = _linalg.orthonormalize(z)
+            return (step(state, aux, xp_t), q, log_r + log_diag), None
 
         q0 = jnp.eye(size, n, dtype=state0.dtype)
         (_, _, log_r), _ = lax.scan(body, ((state0, aux0), q0, jnp.zeros(n, state0.dtype)),

@@ -7,6 +7,7 @@ from rnnjax.tasks.adding import ADDING_BASELINE_MSE, adding_batch
 from rnnjax.tasks.bouncing import Bouncing, bouncing_batch
 from rnnjax.tasks.clips import Clips, clip_batch
 from rnnjax.tasks.copy_memory import copy_memory_baseline, copy_memory_batch
+from rnnjax.tasks.delayed_xor import delayed_xor_batch
 from rnnjax.tasks.digits import load_digits_sequences, pixel_permutation
 from rnnjax.tasks.double_dependency import double_dependency_batch, reference_cross_entropies
 from rnnjax.tasks.echo import echo_batch
@@ -38,6 +39,7 @@ __all__ = [
     "copy_memory_baseline",
     "copy_memory_batch",
     "cycle_model",
+    "delayed_xor_batch",
     "double_dependency_batch",
     "echo_batch",
     "generated_entities",

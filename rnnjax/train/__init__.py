@@ -6,6 +6,7 @@ echo state network.
     step.py         TrainState and the optax step
     losses.py       masked losses and metrics
     tbptt.py        truncated BPTT
+    flossing.py     gradient flossing: flossing_loss, and Flossing for make_train_step
     fitting.py      fit: the loop over steps (evaluation every n steps, loggers, NaN stop)
     checkpoints.py  saving, resuming and restoring a state, damaged checkpoints set aside
     metrics.py      records, the Logger protocol, metrics.jsonl, read_metrics, plot_metrics
@@ -18,6 +19,7 @@ echo state network.
 from rnnjax.readout import ridge_readout
 from rnnjax.train.checkpoints import restore
 from rnnjax.train.fitting import fit
+from rnnjax.train.flossing import Flossing, flossing_loss
 from rnnjax.train.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
 from rnnjax.train.losses import (
     accuracy,
@@ -34,6 +36,7 @@ from rnnjax.train.sweep import models_mesh, shard_models, sweep_states, sweep_st
 from rnnjax.train.tbptt import SubParams, tbptt_loss, tbptt_value_and_grad
 
 __all__ = [
+    "Flossing",
     "Logger",
     "MLflowLogger",
     "SubParams",
@@ -44,6 +47,7 @@ __all__ = [
     "bits_per_char",
     "environment",
     "fit",
+    "flossing_loss",
     "init_state",
     "make_train_step",
     "masked_mean",

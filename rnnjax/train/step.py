@@ -26,12 +26,15 @@ def init_state(params, optimizer: optax.GradientTransformation, key) -> TrainSta
 
 
 def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                    clip_norm: float | None = None):
+                    clip_norm: float | None = None, flossing=None):
     """`step(state, batch) -> (state, metrics)`, pure and jit-able (and vmap-able).
 
     loss_fn(params, batch, key) -> (loss, aux metrics dict). Gradients are clipped to
     global norm `clip_norm` when given; `metrics` always holds `loss`, `grad_norm`
     (before clipping) and `clipped` (1.0 when the clip acted), plus loss_fn's aux.
+    `flossing`, a `rnnjax.train.Flossing`, adds gradient flossing: the gradient of the
+    k largest Lyapunov exponents' squares, alone before training or added during it
+    (metric `flossing`).
     """
     if not callable(loss_fn):
         raise _checks.InputTypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
@@ -42,9 +45,18 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
             np.ndim(clip_norm) == 0 and np.isreal(clip_norm) and float(clip_norm) > 0):
         raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
 
+    if flossing is not None and not hasattr(flossing, "value_and_grad"):
+        raise _checks.InputTypeError(f"flossing must be a rnnjax.train.Flossing or None, got "
+                                     f"{type(flossing).__name__}")
+
     def step(state: TrainState, batch):
         key, sub = jax.random.split(state.key)
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, sub)
+        if flossing is None:
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                state.params, batch, sub)
+        else:
+            (loss, aux), grads = flossing.value_and_grad(loss_fn, state.params, batch, sub,
+                                                         state.step)
         grad_norm = optax.tree.norm(grads)
         clipped = jnp.zeros((), grad_norm.dtype)
         if clip_norm is not None:
