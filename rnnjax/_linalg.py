@@ -82,14 +82,14 @@ def orthonormalize(a):
     differentiates by plain autodiff; twice is enough for orthogonality to rounding
     (Giraud et al. 2005) for the well-conditioned frames of the QR method.
     """
-    m, n = a.shape
+    n, tiny = a.shape[1], jnp.finfo(a.dtype).tiny
 
     def column(j, state):
         q, log_r = state
         v = lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
         v = v - q @ (q.T @ v)          # columns j.. of q are still zero
         v = v - q @ (q.T @ v)
-        norm = jnp.sqrt(jnp.sum(v * v))
+        norm = jnp.maximum(jnp.sqrt(jnp.sum(v * v)), tiny)  # a column of zeros: no NaN
         q = lax.dynamic_update_index_in_dim(q, v / norm, j, axis=1)
         return q, log_r.at[j].set(jnp.log(norm))
 

@@ -318,7 +318,8 @@ def test_reports_name_cells_by_their_class():
     assert labels == {"tanh": "SimpleRNN (tanh)", "relu": "SimpleRNN (relu)", "irnn": "IRNN",
                       "lstm": "LSTM", "peephole": "PeepholeLSTM (peephole)", "gru": "GRU",
                       "clockwork": "ClockworkRNN (clockwork)", "lru": "LRU", "mingru": "MinGRU",
-                      "minlstm": "MinLSTM"}
+                      "minlstm": "MinLSTM", "exprnn": "OrthogonalRNN (exprnn)",
+                      "scornn": "OrthogonalRNN (scornn)"}
 
 
 # -- bad flags end as usage errors ---------------------------------------------------------
