@@ -53,6 +53,12 @@ def _inv_upper_jvp(primals, tangents):
     return r_inv, -r_inv @ jnp.triu(dr) @ r_inv
 
 
+def inverse(a):
+    """The inverse of real square [..., n, n] from its QR: R^-1 Q^T (no LU kernel)."""
+    q, r = _qr(a)
+    return _inv_upper_kernel(r) @ jnp.swapaxes(q, -1, -2)
+
+
 @jax.custom_jvp
 def qr(a):
     """Reduced QR of real [..., m, n] with m >= n: (q [..., m, n], r [..., n, n])."""
