@@ -6,8 +6,11 @@ the largest Lyapunov exponent, and training a GRU through the Newton unroll.
    each T in `--lengths`, each seed a fresh draw of weights and inputs.
 2. Iterations against the probe's largest Lyapunov exponent (`probe.lyapunov_spectrum`,
    the same weights and inputs), sweeping the recurrent scale of each cell in
-   `--cells` through `--scales`, at T = `--sweep-length` (Gonzalez et al. 2025:
-   O(log T) iterations below exponent 0, ill-conditioned above).
+   `--cells` through `--scales`, at T = `--sweep-length`, inputs scaled by
+   `--sweep-input-scale` (weak inputs leave the units unsaturated, so that the exponent
+   crosses 0 within the sweep; Gonzalez et al. 2025: O(log T) iterations below 0,
+   ill-conditioned above); full-Jacobian Newton (DEER) and Levenberg-Marquardt steps
+   from `--damping` (ELK).
 3. A GRU trained for `--steps` Adam steps on a running-sum regression through the
    sequential loop and through the Newton unroll, the latter warm-started from the
    previous step's trajectory: the losses step by step and the iterations taken.
@@ -36,8 +39,9 @@ CELLS = {"gru": lambda h, s: rj.GRU(hidden_size=h, recurrent_scale=s),
 DEFAULTS = dict(cells=["gru", "tanh"], seeds=3, steps=200, hidden=8, batch=8, lr=1e-2,
                 lengths=[100, 1000, 10000, 100000], contractive_scale=0.5,
                 scales=[0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0], sweep_length=1000,
-                max_iter=200, train_length=200)
-QUICK = dict(seeds=1, steps=20, hidden=4, batch=4, lengths=[100, 1000, 10000],
+                max_iter=200, train_length=200, sweep_input_scale=0.2, sweep_hidden=32,
+                damping=1.0)
+QUICK = dict(seeds=1, steps=20, hidden=4, batch=4, lengths=[100, 1000, 10000], sweep_hidden=16,
              scales=[0.5, 1.0, 1.5, 2.5], sweep_length=200, max_iter=100, train_length=50)
 INPUTS = 2
 
@@ -56,6 +60,12 @@ def add_arguments(parser):
                         help="Newton iterations at most (a run that hits it did not converge)")
     parser.add_argument("--train-length", dest="train_length", type=common.positive_int,
                         help="T of the training sequences")
+    parser.add_argument("--sweep-hidden", dest="sweep_hidden", type=common.positive_int,
+                        help="hidden size of the exponent sweep (chaos needs a wide tanh RNN)")
+    parser.add_argument("--sweep-input-scale", dest="sweep_input_scale",
+                        type=common.positive_float, help="input scale of the exponent sweep")
+    parser.add_argument("--damping", type=common.positive_float,
+                        help="starting Levenberg-Marquardt damping of the ELK runs in the sweep")
 
 
 def check(args):
@@ -64,23 +74,25 @@ def check(args):
         raise ValueError(f"--cells: this study sweeps {','.join(CELLS)}, got {unknown}")
 
 
-def solve(cell_name, hidden, scale, steps, seed, jacobian, max_iter):
+def solve(cell_name, hidden, scale, steps, seed, jacobian, max_iter, input_scale=1.0,
+          damping=None):
     """One Newton unroll of a fresh cell: iterations, residual, error against the loop,
-    the largest Lyapunov exponent, and the wall times."""
+    the largest Lyapunov exponent, and the wall time (compile included)."""
     cell = CELLS[cell_name](hidden, scale)
     params = cell.init(jax.random.key(seed), INPUTS)
-    xs = jax.random.normal(jax.random.key(1000 + seed), (1, steps, INPUTS))
+    xs = input_scale * jax.random.normal(jax.random.key(1000 + seed), (1, steps, INPUTS))
     start = time.perf_counter()
     _, ys, stats = parallel.newton_unroll(cell, params, xs, jacobian=jacobian,
-                                          max_iter=max_iter)
+                                          max_iter=max_iter, damping=damping)
     ys.block_until_ready()
     newton_s = time.perf_counter() - start
     reference = rj.unroll(cell, params, xs)[1]
     exponent = float(probe.lyapunov_spectrum(cell, params, xs[:, :min(steps, 2000)], k=1)[0])
     return dict(cell=cell_name, scale=scale, T=steps, seed=seed, jacobian=jacobian,
+                damping=damping, input_scale=input_scale,
                 iterations=int(stats.iterations), residual=float(stats.residual),
-                converged=bool(stats.residual <= 1e-6), max_abs_error=float(
-                    jnp.nan_to_num(jnp.abs(ys - reference).max(), nan=np.inf)),
+                converged=bool(stats.residual <= 1e-6),
+                max_abs_error=float(jnp.abs(ys - reference).max()),
                 lyapunov=exponent, newton_s=newton_s)
 
 
@@ -104,12 +116,13 @@ def against_exponent(args):
     for name in args.cells:
         for scale in args.scales:
             for seed in range(args.seeds):
-                row = solve(name, args.hidden, scale, args.sweep_length, seed, "full",
-                            args.max_iter)
-                rows.append(row)
-                print(f"[lyapunov] {name} scale {scale} seed {seed}: lambda_1 "
-                      f"{row['lyapunov']:+.3f}, {row['iterations']} iterations"
-                      f"{'' if row['converged'] else ' (not converged)'}", flush=True)
+                for damping in (None, args.damping):
+                    row = solve(name, args.sweep_hidden, scale, args.sweep_length, seed, "full",
+                                args.max_iter, args.sweep_input_scale, damping)
+                    rows.append(row)
+                    print(f"[lyapunov] {name} scale {scale} seed {seed} damping {damping}: "
+                          f"lambda_1 {row['lyapunov']:+.3f}, {row['iterations']} iterations"
+                          f"{'' if row['converged'] else ' (not converged)'}", flush=True)
     return rows
 
 
@@ -168,14 +181,20 @@ def plot(by_length, by_exponent, args):
             ts = sorted({r["T"] for r in rows})
             left.plot(ts, [np.median([r["iterations"] for r in rows if r["T"] == t]) for t in ts],
                       style, marker="o", label=f"{name} {jacobian}")
-        rows = [r for r in by_exponent if r["cell"] == name]
-        right.scatter([r["lyapunov"] for r in rows], [r["iterations"] for r in rows],
-                      label=name, marker="o" if name == "gru" else "s")
+        for damped in (False, True):
+            rows = [r for r in by_exponent if r["cell"] == name and bool(r["damping"]) == damped]
+            right.scatter([r["lyapunov"] for r in rows],
+                          [r["iterations"] if r["converged"] else args.max_iter * 1.3
+                           for r in rows],
+                          label=f"{name} {'ELK' if damped else 'DEER'}",
+                          marker="o" if name == "gru" else "s",
+                          facecolors="none" if damped else None,
+                          edgecolors="C1" if damped else None)
     left.set(xscale="log", xlabel="T", ylabel="Newton iterations (median over seeds)",
              title=f"contractive cells (scale {args.contractive_scale})")
     right.axvline(0.0, color="grey", lw=0.8)
     right.set(yscale="log", xlabel="largest Lyapunov exponent (probe)",
-              ylabel="iterations (full Jacobian)",
+              ylabel="iterations (not converged: drawn above max_iter)",
               title=f"T = {args.sweep_length}, max_iter {args.max_iter}")
     left.legend()
     right.legend()
@@ -189,18 +208,19 @@ def report(by_length, by_exponent, history, args):
              f"## Iterations against T (scale {args.contractive_scale})\n",
              common.markdown_table(
                  ["cell", "T", "jacobian", "seed", "iterations", "residual", "max |newton - loop|",
-                  "lyapunov", "newton s"],
+                  "lyapunov", "newton s (with compile)"],
                  [[r["cell"], r["T"], r["jacobian"], r["seed"], r["iterations"],
                    f"{r['residual']:.1e}", f"{r['max_abs_error']:.1e}", f"{r['lyapunov']:+.3f}",
                    f"{r['newton_s']:.2f}"] for r in by_length]),
              f"\n## Iterations against the largest Lyapunov exponent (T = {args.sweep_length},"
-             " full Jacobian)\n",
+             f" hidden {args.sweep_hidden}, full Jacobian, inputs x {args.sweep_input_scale};"
+             " damping: ELK's starting lambda, none for DEER)\n",
              common.markdown_table(
-                 ["cell", "scale", "seed", "lyapunov", "iterations", "converged", "residual",
-                  "max |newton - loop|"],
-                 [[r["cell"], r["scale"], r["seed"], f"{r['lyapunov']:+.3f}", r["iterations"],
-                   r["converged"], f"{r['residual']:.1e}", f"{r['max_abs_error']:.1e}"]
-                  for r in by_exponent])]
+                 ["cell", "scale", "seed", "damping", "lyapunov", "iterations", "converged",
+                  "residual", "max |newton - loop|"],
+                 [[r["cell"], r["scale"], r["seed"], r["damping"], f"{r['lyapunov']:+.3f}",
+                   r["iterations"], r["converged"], f"{r['residual']:.1e}",
+                   f"{r['max_abs_error']:.1e}"] for r in by_exponent])]
     gap = max(abs(h["sequential"] - h["newton"]) for h in history)
     lines += [f"\n## Training a GRU (hidden {args.hidden}, batch {args.batch}, T "
               f"{args.train_length}, Adam lr {args.lr}, {args.steps} steps)\n",
