@@ -10,7 +10,7 @@ of sum(outputs) w.r.t. params and inputs; the Newton backward is one more
 associative scan), the ratio sequential / Newton, the iterations taken, and the
 crossover: the smallest T from which Newton is faster at every longer T measured.
 
-    python -m benchmarks.parallel_newton            # T up to 10^5, H in {1,4,16,64}
+    python -m benchmarks.parallel_newton            # T up to 10^5, H in {1,4,16,64}, B = 1
     python -m benchmarks.parallel_newton --quick    # ~2 min on a 2-core CPU
 
 JSON lines to benchmarks/results/parallel_newton.jsonl, and a table.
@@ -59,13 +59,16 @@ def measure(batch, hidden, steps, jacobian, mode, repeats, budget_s):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batch", type=int, default=16, help="B (DEER's A100 table: 16)")
+    ap.add_argument("--batch", type=int, default=1, help="B (DEER's A100 table: 16)")
     ap.add_argument("--hidden", default="1,4,16,64", help="sizes H, comma-separated")
     ap.add_argument("--lengths", default="100,1000,10000,100000")
     ap.add_argument("--jacobians", default="full,diagonal")
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget-s", type=float, default=3.0)
+    ap.add_argument("--max-gb", type=float, default=2.0,
+                    help="skip a full-Jacobian size whose [T, B, H, H] Jacobians alone "
+                         "exceed this (the scan holds several such arrays)")
     ap.add_argument("--quick", action="store_true",
                     help="B=1, H in {1, 4}, T up to 10^4, fwd and fwd+bwd")
     ap.add_argument("--out", default=DEFAULT_OUT)
@@ -79,6 +82,11 @@ def main(argv=None):
             for mode in args.modes.split(","):
                 group = []
                 for steps in map(int, args.lengths.split(",")):
+                    gb = steps * args.batch * hidden * hidden * 4 / 1e9
+                    if jacobian == "full" and gb > args.max_gb:
+                        print(f"B={args.batch} H={hidden} full T={steps}: skipped, its "
+                              f"Jacobians alone take {gb:.1f} GB (--max-gb {args.max_gb})")
+                        continue
                     row = measure(args.batch, hidden, steps, jacobian, mode, args.repeats,
                                   args.budget_s)
                     group.append(row)
