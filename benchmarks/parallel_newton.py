@@ -67,8 +67,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget-s", type=float, default=3.0)
     ap.add_argument("--max-gb", type=float, default=2.0,
-                    help="skip a full-Jacobian size whose [T, B, H, H] Jacobians alone "
-                         "exceed this (the scan holds several such arrays)")
+                    help="skip a size whose [T, B, H, H] Jacobians alone exceed this (the "
+                         "full scan holds several such arrays; the diagonal is read off "
+                         "them, and the backward pass forms them in either mode)")
     ap.add_argument("--quick", action="store_true",
                     help="B=1, H in {1, 4}, T up to 10^4, fwd and fwd+bwd")
     ap.add_argument("--out", default=DEFAULT_OUT)
@@ -83,8 +84,8 @@ def main(argv=None):
                 group = []
                 for steps in map(int, args.lengths.split(",")):
                     gb = steps * args.batch * hidden * hidden * 4 / 1e9
-                    if jacobian == "full" and gb > args.max_gb:
-                        print(f"B={args.batch} H={hidden} full T={steps}: skipped, its "
+                    if gb > args.max_gb:
+                        print(f"B={args.batch} H={hidden} {jacobian} T={steps}: skipped, its "
                               f"Jacobians alone take {gb:.1f} GB (--max-gb {args.max_gb})")
                         continue
                     row = measure(args.batch, hidden, steps, jacobian, mode, args.repeats,

@@ -36,10 +36,10 @@ from rnnjax import parallel, probe
 NAME = "parallel_newton"
 CELLS = {"gru": lambda h, s: rj.GRU(hidden_size=h, recurrent_scale=s),
          "tanh": lambda h, s: rj.SimpleRNN(hidden_size=h, recurrent_scale=s)}
-DEFAULTS = dict(cells=["gru", "tanh"], seeds=2, steps=200, hidden=8, batch=8, lr=1e-2,
+DEFAULTS = dict(cells=["gru", "tanh"], seeds=2, steps=100, hidden=8, batch=8, lr=1e-2,
                 lengths=[100, 1000, 10000, 100000], contractive_scale=0.5,
-                scales=[0.5, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0], sweep_length=1000,
-                max_iter=100, train_length=200, sweep_input_scale=0.2, sweep_hidden=32,
+                scales=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0], sweep_length=1000,
+                max_iter=60, train_length=200, sweep_input_scale=0.2, sweep_hidden=16,
                 damping=1.0)
 QUICK = dict(seeds=1, steps=20, hidden=4, batch=4, lengths=[100, 1000, 10000], sweep_hidden=16,
              scales=[0.5, 1.0, 1.5, 2.5], sweep_length=200, max_iter=100, train_length=50)
