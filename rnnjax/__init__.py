@@ -15,7 +15,7 @@ files and spectrograms, SciPy), `rj.vision` (convolutional encoders, Flax),
 
 import importlib
 
-from rnnjax import crf, decode, filters, initializers, interop, seq2seq
+from rnnjax import crf, decode, filters, initializers, interop, parallel, seq2seq
 from rnnjax._checks import InputTypeError, checked
 from rnnjax.cells import (
     GRU,
@@ -95,6 +95,7 @@ __all__ = [
     "interop",
     "linen",
     "nnx",
+    "parallel",
     "reverse_within_lengths",
     "seq2seq",
     "unroll",

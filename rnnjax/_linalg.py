@@ -97,11 +97,11 @@ def orthonormalize(a):
     return lax.fori_loop(0, n, column, start)
 
 
-def inv(a):
+def inverse(a):
     """The inverse of real square [..., n, n], as R^-1 Q^T of its QR: differentiable,
     and on the CPU one unbatched kernel at a time (no LU solve that can hang)."""
     if a.ndim < 2 or a.shape[-2] != a.shape[-1]:
-        raise ValueError(f"inv needs a square [..., n, n] array, got shape {a.shape}")
+        raise ValueError(f"inverse needs a square [..., n, n] array, got shape {a.shape}")
     q, r = qr(a)
     return _inv_upper(r) @ jnp.swapaxes(q, -1, -2)
 

@@ -7,7 +7,7 @@ W = (I + A)^-1 (I - A) D with a fixed diagonal D of +-1 (scoRNN). W is orthogona
 rounding for every A, so after every optimiser step too, and every singular value of
 the recurrent Jacobian's linear part is 1: gradients neither vanish nor explode
 through it. The matrix exponential is a Taylor polynomial with scaling and squaring
-and the inverse a QR (`rnnjax._linalg.inv`): matmuls and unbatched kernels only, which
+and the inverse a QR (`rnnjax._linalg.inverse`): matmuls and unbatched kernels only, which
 cannot hang XLA:CPU (docs/troubleshooting.md).
 """
 
@@ -64,7 +64,7 @@ def expm(a):
 def cayley(a):
     """(I + a)^-1 (I - a) of skew-symmetric [n, n]: orthogonal, without eigenvalue -1."""
     eye = jnp.eye(a.shape[-1], dtype=a.dtype)
-    return _linalg.inv(eye + a) @ (eye - a)
+    return _linalg.inverse(eye + a) @ (eye - a)
 
 
 def block_skew_init(key, hidden: int, kind: str, dtype=jnp.float32):

@@ -9,7 +9,8 @@ from jax import lax
 from rnnjax import _checks
 from rnnjax.cells.base import step_params
 from rnnjax.loop.api import unroll
-from rnnjax.probe.jacobians import carry_codec, hidden_mask
+from rnnjax.loop.flat import carry_codec
+from rnnjax.probe.jacobians import hidden_mask
 
 
 def scaled_norm(v, axis=-1):

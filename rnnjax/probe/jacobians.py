@@ -13,55 +13,21 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from rnnjax import _checks, _linalg
-from rnnjax.cells.base import step_params
-
-
-def _split_carry(carry_example):
-    leaves, treedef = jax.tree_util.tree_flatten(carry_example)
-    is_float = [jnp.issubdtype(l.dtype, jnp.floating) for l in leaves]
-    return leaves, treedef, is_float
-
-
-def carry_codec(carry_example):
-    """`(to_flat, from_flat)` between one sequence's carry and `(state, aux)`: the
-    float leaves raveled into one vector [S], and the other leaves (a clockwork
-    cell's step counter) as a list."""
-    leaves, treedef, is_float = _split_carry(carry_example)
-    _, unravel = ravel_pytree([l for l, f in zip(leaves, is_float) if f])
-
-    def to_flat(carry):
-        leaves = jax.tree_util.tree_leaves(carry)
-        return (ravel_pytree([l for l, f in zip(leaves, is_float) if f])[0],
-                [l for l, f in zip(leaves, is_float) if not f])
-
-    def from_flat(state, aux):
-        floats, others = iter(unravel(state)), iter(aux)
-        return treedef.unflatten([next(floats) if f else next(others) for f in is_float])
-
-    return to_flat, from_flat
+from rnnjax.loop.flat import flat_step, split_carry
 
 
 def _state_step(cell, params, carry_example):
-    """One step on a single sequence's flat float state: `step(state, aux, xp)`.
-
-    `aux` holds the non-float carry leaves (a clockwork cell's step counter).
-    Returns the step and the initial `(state, aux)`.
-    """
-    to_flat, from_flat = carry_codec(carry_example)
-    prepared = step_params(cell, params)
-
-    def step(state, aux, xp):
-        new, _ = cell.step(prepared, from_flat(state, aux), xp)
-        return to_flat(new)
-
-    return step, to_flat(carry_example)
+    """`rnnjax.loop.flat.flat_step` without the output: `step(state, aux, xp) ->
+    (state, aux)`, and the initial `(state, aux)`."""
+    step, initial = flat_step(cell, params, carry_example)
+    return (lambda state, aux, xp: step(state, aux, xp)[0]), initial
 
 
 def hidden_mask(cell, carry_example):
     """[S] bool: which entries of one sequence's flat state are the hidden state h."""
     zeros = jax.tree_util.tree_map(jnp.zeros_like, carry_example)
     marked = cell.replace_hidden(zeros, jnp.ones_like(cell.hidden(zeros)))
-    leaves, _, is_float = _split_carry(marked)
+    leaves, _, is_float = split_carry(marked)
     return ravel_pytree([l for l, f in zip(leaves, is_float) if f])[0] != 0
 
 
@@ -189,10 +155,8 @@ def lyapunov_spectrum(cell, params, xs, k=None, carry=None):
 
     The QR method (Benettin et al. 1980; for RNNs Engelken et al. 2020, Vogt et al.
     2022): push an orthonormal frame Q through every step Jacobian with jvps,
-    re-orthonormalise (Z = J_t Q = Q' R, by Gram-Schmidt: matmuls that batch), and
-    average log |diag R| over the T steps. k defaults to the whole state size.
-    Returns [k], sorted descending; differentiable with respect to params and xs
-    (gradient flossing, `rnnjax.train.flossing_loss`, follows that gradient).
+    re-orthonormalise (Z = J_t Q = Q' R), and average log |diag R| over the T
+    steps. k defaults to the whole state size. Returns [k], sorted descending.
     """
     xs, carry = _checks.batch_major_sequences(cell, params, xs, carry)
     xp = cell.project_inputs(params, xs)
@@ -208,8 +172,8 @@ def lyapunov_spectrum(cell, params, xs, k=None, carry=None):
             (state, aux), q, log_r = carry
             push = lambda col: jax.jvp(lambda s: step(s, aux, xp_t)[0], (state,), (col,))[1]
             z = jax.vmap(push, in_axes=1, out_axes=1)(q)
-            q, log_diag = _linalg.orthonormalize(z)
-            return (step(state, aux, xp_t), q, log_r + log_diag), None
+            q, r = _linalg.qr(z)
+            return (step(state, aux, xp_t), q, log_r + jnp.log(jnp.abs(jnp.diagonal(r)))), None
 
         q0 = jnp.eye(size, n, dtype=state0.dtype)
         (_, _, log_r), _ = lax.scan(body, ((state0, aux0), q0, jnp.zeros(n, state0.dtype)),
