@@ -100,10 +100,14 @@ def test_flossing_pulls_the_largest_exponent_towards_zero():
     optimizer = optax.adam(0.02)
     step = jax.jit(make_train_step(task, optimizer, flossing=floss))
     state = init_state(params, optimizer, jax.random.key(1))
+    flossing = []
     for _ in range(60):
-        state, _ = step(state, xs)
-    end = float(probe.lyapunov_spectrum(cell, state.params["cell"], xs, k=1)[0])
-    assert start > 0.2 and abs(end) < 0.3 * start
+        state, metrics = step(state, xs)
+        flossing.append(float(metrics["flossing"]))   # lambda_1 squared before the step
+    # lambda_1 falls from above 0.2 to hover around 0: its square, the flossing loss,
+    # ends below a fifth of where it started
+    assert start > 0.2 and flossing[0] == pytest.approx(start ** 2, rel=1e-3)
+    assert np.mean(flossing[-10:]) < 0.2 * flossing[0]
 
 
 def test_bad_flossing_settings():
